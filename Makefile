@@ -1,0 +1,34 @@
+# Every target sets up what it needs: `make test` and `make demo` work on a fresh checkout.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test check pytest demo bench chaos clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## The one command that installs everything and runs every check CI runs.
+test: $(STAMP) check pytest
+
+check: $(STAMP)
+	$(BIN)/ruff check vod_events tests bench
+	$(BIN)/ruff format --check vod_events tests bench
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+## Installs everything, then runs the daemon against the embedded local MNS server
+## loaded with the seeds' sample events.
+demo: $(STAMP)
+	$(BIN)/vod-events demo
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
