@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -27,8 +28,7 @@ def test_unknown_command_names_it(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_console_script_is_installed() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "vod_events.cli", "--help"], capture_output=True, text=True
-    )
+    script = Path(sys.executable).parent / "vod-events"
+    done = subprocess.run([str(script), "--help"], check=False, capture_output=True, text=True)
     assert done.returncode == 0
     assert "commands:" in done.stdout
