@@ -43,7 +43,11 @@ class CommandModule(Protocol):
 def _available() -> dict[str, tuple[str, str]]:
     found = {}
     for name, (module, help_text) in COMMANDS.items():
-        if importlib.util.find_spec(module) is not None:
+        try:
+            present = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # its parent package is absent
+            present = False
+        if present:
             found[name] = (module, help_text)
     return found
 
