@@ -1,0 +1,365 @@
+"""The consumer engine over the in-memory queue: delete only after success, retry, hand back,
+dead-letter, keep visibility alive, shut down cleanly, and fail loudly."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from conftest import QUEUE, Harness, event_body, wait_for
+
+from vod_events.dedupe import NullStore
+from vod_events.errors import PermanentError
+from vod_events.events import AIVideoTagComplete, VodEvent
+from vod_events.memory_transport import MemoryTransport
+from vod_events.router import HandlerContext
+from vod_events.transport import DeleteFailure, TransportError
+from vod_events.worker import EXIT_CRASH, EXIT_FATAL, EXIT_OK, ConsumerSettings
+
+Make = Callable[..., Harness]
+
+
+def test_handles_each_message_once_and_deletes_it(harness: Make) -> None:
+    h = harness()
+    seen: list[tuple[str, str, int]] = []
+    lock = threading.Lock()
+
+    @h.router.on(AIVideoTagComplete)
+    def on_tag(event: AIVideoTagComplete, ctx: HandlerContext) -> None:
+        with lock:
+            seen.append((event.job_id or "", ctx.message_id, ctx.dequeue_count))
+
+    ids = [h.put(event_body(f"job-{i}")) for i in range(40)]
+    h.start()
+    wait_for(lambda: h.stats.get("deleted") == 40, what="40 deletions")
+    assert h.stop() == EXIT_OK
+    assert sorted(job for job, _, _ in seen) == sorted(f"job-{i}" for i in range(40))
+    assert sorted(mid for _, mid, _ in seen) == sorted(ids)
+    assert {count for _, _, count in seen} == {1}
+    assert h.broker.bodies(QUEUE) == []
+    assert sorted(h.broker.deleted(QUEUE)) == sorted(ids)
+    snapshot = h.stats.snapshot()
+    assert snapshot.counters["received"] == 40
+    assert snapshot.counters["handled"] == 40
+    assert snapshot.handler_seconds.count == 40
+
+
+def test_transient_failures_are_retried_in_process_then_deleted_once(harness: Make) -> None:
+    h = harness()
+    calls: list[int] = []
+
+    @h.router.on()
+    def flaky(event: VodEvent, ctx: HandlerContext) -> None:
+        calls.append(ctx.dequeue_count)
+        if len(calls) <= 2:
+            raise ConnectionError("downstream hiccup")
+
+    h.put(event_body("job-1"))
+    h.start()
+    wait_for(lambda: h.stats.get("deleted") == 1)
+    h.stop()
+    assert calls == [1, 1, 1]  # three calls within one delivery
+    assert h.stats.get("retried") == 2
+    assert h.stats.get("failed") == 0
+    assert h.broker.bodies(QUEUE) == []
+
+
+def test_exhausted_retries_hand_the_message_back_not_delete_it(harness: Make) -> None:
+    h = harness()
+    deliveries: list[int] = []
+
+    @h.router.on()
+    def broken(event: VodEvent, ctx: HandlerContext) -> None:
+        deliveries.append(ctx.dequeue_count)
+        raise RuntimeError("still down")
+
+    h.put(event_body("job-1"))
+    h.start()
+    # Redelivery backoff is 1..2 s: the message comes back with a higher DequeueCount.
+    wait_for(lambda: 2 in deliveries, timeout=10, what="a second delivery")
+    h.stop()
+    assert deliveries[:3] == [1, 1, 1]  # 3 in-process attempts on the first delivery
+    assert h.stats.get("failed") >= 1
+    assert h.stats.get("deleted") == 0
+    assert len(h.broker.bodies(QUEUE)) == 1
+
+
+def test_permanent_error_is_dead_lettered_with_reason_then_deleted(harness: Make) -> None:
+    h = harness()
+    calls = []
+
+    @h.router.on("AIVideoTagComplete")
+    def refuses(event: VodEvent, ctx: HandlerContext) -> None:
+        calls.append(1)
+        raise PermanentError("media was deleted")
+
+    body = event_body("job-9")
+    message_id = h.put(body)
+    h.start()
+    wait_for(lambda: h.stats.get("deleted") == 1)
+    h.stop()
+    assert calls == [1]  # no retry for a permanent failure
+    [letter] = h.dead_letters()
+    assert letter["body"] == body
+    assert letter["message_id"] == message_id
+    assert letter["source_queue"] == QUEUE
+    assert letter["dequeue_count"] == 1
+    assert "permanent failure: media was deleted" in letter["reason"]
+    assert letter["last_failure"].endswith("+00:00")
+
+
+def test_undecodable_body_is_dead_lettered_not_looped(harness: Make) -> None:
+    h = harness()
+    h.router.add(lambda event, ctx: None)
+    h.put("this is not an event")
+    h.put(event_body("fine"))
+    h.start()
+    wait_for(lambda: h.stats.get("deleted") == 2)
+    h.stop()
+    [letter] = h.dead_letters()
+    assert letter["body"] == "this is not an event"
+    assert letter["reason"].startswith("undecodable: ")
+    assert h.stats.get("dead_lettered") == 1
+    assert h.stats.get("handled") == 1
+
+
+def test_too_many_deliveries_are_dead_lettered(harness: Make) -> None:
+    h = harness(max_deliveries=2)
+
+    @h.router.on()
+    def broken(event: VodEvent, ctx: HandlerContext) -> None:
+        raise RuntimeError("never works")
+
+    h.put(event_body("job-1"))
+    h.start()
+    wait_for(lambda: h.stats.get("dead_lettered") == 1, timeout=15)
+    wait_for(lambda: h.stats.get("deleted") == 1)
+    h.stop()
+    [letter] = h.dead_letters()
+    assert letter["dequeue_count"] == 3
+    assert "more than max_deliveries=2" in letter["reason"]
+
+
+def test_unhandled_events_are_deleted_and_counted(harness: Make) -> None:
+    h = harness()
+    h.router.add(lambda event, ctx: None, ["AIMediaAuditComplete"])
+    h.put(event_body("job-1", event_type="FileUploadComplete"))
+    h.start()
+    wait_for(lambda: h.stats.get("deleted") == 1)
+    h.stop()
+    assert h.stats.get("unhandled") == 1
+    assert h.stats.get("handled") == 0
+
+
+def test_all_handlers_must_succeed_and_completed_ones_do_not_rerun(harness: Make) -> None:
+    h = harness()
+    first_calls: list[int] = []
+    second_calls: list[int] = []
+
+    @h.router.on()
+    def first(event: VodEvent, ctx: HandlerContext) -> None:
+        first_calls.append(ctx.dequeue_count)
+
+    @h.router.on(AIVideoTagComplete)
+    def second(event: VodEvent, ctx: HandlerContext) -> None:
+        second_calls.append(ctx.dequeue_count)
+        if ctx.dequeue_count == 1:
+            raise RuntimeError("fails on the first delivery only")
+
+    h.put(event_body("job-1"))
+    h.start()
+    wait_for(lambda: h.stats.get("deleted") == 1, timeout=10)
+    h.stop()
+    assert first_calls == [1]  # completed on delivery 1, skipped on delivery 2
+    assert second_calls == [1, 1, 1, 2]
+
+
+def test_duplicate_event_is_deleted_without_calling_handlers(harness: Make) -> None:
+    h = harness()
+    calls: list[str] = []
+    h.router.add(lambda event, ctx: calls.append(ctx.message_id))
+    h.put(event_body("job-1"))
+    h.start()
+    wait_for(lambda: h.stats.get("deleted") == 1)
+    h.put(event_body("job-1"))  # VOD delivered the same event twice
+    wait_for(lambda: h.stats.get("deleted") == 2)
+    h.stop()
+    assert len(calls) == 1
+    assert h.stats.get("duplicates") == 1
+
+
+def test_long_handler_outliving_visibility_is_not_redelivered(harness: Make) -> None:
+    h = harness(
+        visibility_timeout=1,
+        settings=ConsumerSettings(pollers=2, workers=2, wait_seconds=1, deleters=1),
+        store=NullStore(),  # so a redelivery would show up as a second call
+    )
+    calls: list[int] = []
+
+    @h.router.on()
+    def slow(event: VodEvent, ctx: HandlerContext) -> None:
+        calls.append(ctx.dequeue_count)
+        time.sleep(3.5)  # 3.5x the visibility timeout
+
+    h.put(event_body("job-1"))
+    h.start()
+    wait_for(lambda: h.stats.get("deleted") == 1, timeout=15)
+    h.stop()
+    assert calls == [1]
+    assert h.stats.get("extended") >= 3
+
+
+def test_waiting_messages_are_kept_invisible_too(harness: Make) -> None:
+    # One worker, a slow first message: the second waits in the prefetch buffer for longer
+    # than the visibility timeout and must not be redelivered meanwhile.
+    h = harness(
+        visibility_timeout=1,
+        settings=ConsumerSettings(pollers=1, workers=1, prefetch=4, wait_seconds=1, deleters=1),
+        store=NullStore(),
+    )
+    calls: list[tuple[str, int]] = []
+
+    @h.router.on()
+    def slow(event: VodEvent, ctx: HandlerContext) -> None:
+        calls.append((event.job_id or "", ctx.dequeue_count))
+        if event.job_id == "a":
+            time.sleep(3)
+
+    h.put(event_body("a"))
+    h.put(event_body("b"))
+    h.start()
+    wait_for(lambda: h.stats.get("deleted") == 2, timeout=15)
+    h.stop()
+    assert calls == [("a", 1), ("b", 1)]
+
+
+def test_shutdown_finishes_running_handler_and_releases_unstarted(harness: Make) -> None:
+    h = harness(settings=ConsumerSettings(pollers=1, workers=1, prefetch=8, wait_seconds=5))
+    started = threading.Event()
+    finished: list[str] = []
+
+    @h.router.on()
+    def slow(event: VodEvent, ctx: HandlerContext) -> None:
+        started.set()
+        time.sleep(1)
+        finished.append(event.job_id or "")
+
+    for i in range(5):
+        h.put(event_body(f"job-{i}"))
+    h.start()
+    assert started.wait(5)
+    begun = time.monotonic()
+    assert h.stop() == EXIT_OK
+    assert time.monotonic() - begun < 10
+    assert len(finished) == 1  # the running one completed...
+    assert h.stats.get("deleted") == 1  # ...and was deleted
+    assert h.stats.get("released") == 4  # the others went back at once
+    wait_for(lambda: h.broker.visible_count(QUEUE) == 4, timeout=3, what="released visible")
+
+
+def test_stop_does_not_wait_for_a_long_poll(harness: Make) -> None:
+    h = harness(settings=ConsumerSettings(pollers=2, workers=1, wait_seconds=30))
+    h.start()
+    time.sleep(0.3)  # both pollers are now blocked in a 30 s long poll
+    begun = time.monotonic()
+    assert h.stop() == EXIT_OK
+    assert time.monotonic() - begun < 5
+
+
+def test_missing_queue_is_fatal(harness: Make) -> None:
+    h = harness()
+    del h.broker.queues[QUEUE]
+    assert h.consumer.run() == EXIT_FATAL
+    assert "does not exist" in (h.consumer.fatal_error or "")
+
+
+def test_handler_killing_its_thread_makes_a_non_zero_exit(harness: Make) -> None:
+    h = harness()
+
+    @h.router.on()
+    def exits(event: VodEvent, ctx: HandlerContext) -> None:
+        raise SystemExit("a handler must not do this")
+
+    h.put(event_body("job-1"))
+    h.start()
+    assert h.thread is not None
+    h.thread.join(15)
+    assert h.exit_code == [EXIT_CRASH]
+    assert h.consumer.crashed
+    assert len(h.broker.bodies(QUEUE)) == 1  # not deleted
+
+
+def test_receive_errors_back_off_and_recover(harness: Make) -> None:
+    h = harness()
+    h.router.add(lambda event, ctx: None)
+    h.broker.fail_next("receive", TransportError("connection reset"), times=3)
+    h.put(event_body("job-1"))
+    h.start()
+    wait_for(lambda: h.stats.get("deleted") == 1, timeout=15)
+    h.stop()
+    assert h.stats.get("poll_errors") == 3
+
+
+class _ImmediateEmpty(MemoryTransport):
+    """A queue that answers every long poll at once with nothing (the long-poll limit)."""
+
+    calls = 0
+
+    def receive(self, max_messages: int, wait_seconds: int) -> list[Any]:
+        type(self).calls += 1
+        return []
+
+
+def test_immediate_empty_answers_back_off_instead_of_spinning(harness: Make) -> None:
+    h = harness(settings=ConsumerSettings(pollers=1, workers=1, wait_seconds=20))
+    h.consumer.connect = lambda name: _ImmediateEmpty(h.broker, name)
+    h.start()
+    time.sleep(2)
+    h.stop()
+    # Without a backoff this would be thousands of calls; with it, a handful.
+    assert 2 <= _ImmediateEmpty.calls <= 15
+
+
+class _OneStaleHandle(MemoryTransport):
+    """Batch delete that reports the first handle of every batch as stale."""
+
+    def delete(self, receipt_handles: Sequence[str]) -> list[DeleteFailure]:
+        stale, rest = receipt_handles[0], receipt_handles[1:]
+        return [DeleteFailure(stale, "MessageNotExist", "stale"), *super().delete(rest)]
+
+
+def test_partial_batch_delete_failure_is_handled_per_handle(harness: Make) -> None:
+    h = harness(settings=ConsumerSettings(pollers=1, workers=4, wait_seconds=1, deleters=1))
+    h.consumer.connect = lambda name: _OneStaleHandle(h.broker, name)
+    h.router.add(lambda event, ctx: None)
+    for i in range(8):
+        h.put(event_body(f"job-{i}"))
+    h.start()
+    wait_for(lambda: h.stats.get("deleted") + h.stats.get("delete_failures") == 8)
+    assert h.stop() == EXIT_OK
+    assert h.stats.get("delete_failures") >= 1
+    assert h.stats.get("deleted") == 8 - h.stats.get("delete_failures")
+    assert len(h.broker.deleted(QUEUE)) == h.stats.get("deleted")
+
+
+def test_in_flight_is_bounded_by_workers_plus_prefetch(harness: Make) -> None:
+    h = harness(settings=ConsumerSettings(pollers=2, workers=2, prefetch=3, wait_seconds=1))
+    release = threading.Event()
+    peak: list[int] = []
+
+    @h.router.on()
+    def blocked(event: VodEvent, ctx: HandlerContext) -> None:
+        peak.append(h.consumer.active)
+        release.wait(10)
+
+    for i in range(30):
+        h.put(event_body(f"job-{i}"))
+    h.start()
+    time.sleep(1)
+    assert h.stats.get("received") == 5  # 2 running + 3 waiting, no more
+    release.set()
+    wait_for(lambda: h.stats.get("deleted") == 30)
+    h.stop()
+    assert max(peak) <= 5

@@ -1,0 +1,348 @@
+"""The daemon's configuration: a TOML file, overridden by environment variables.
+
+Precedence, highest first:
+1. `VOD_EVENTS_<SECTION>_<KEY>` environment variables (e.g. `VOD_EVENTS_CONSUMER_WORKERS=32`);
+2. the TOML file given with `--config`;
+3. for the AccessKey only: `ALIBABA_CLOUD_ACCESS_KEY_ID`, `ALIBABA_CLOUD_ACCESS_KEY_SECRET`,
+   `ALIBABA_CLOUD_SECURITY_TOKEN`;
+4. the defaults below (also documented in config.example.toml).
+
+Every key is declared once, in the section dataclasses below, with its type, allowed range
+and meaning. Validation happens before anything starts: an unknown key, a wrong type or an
+out-of-range value raises `ConfigError` naming the file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vod_events.errors import ConfigError
+
+ENV_PREFIX = "VOD_EVENTS_"
+SECRET_MASK = "********"  # noqa: S105 - the mask shown instead of a secret
+
+
+def key(
+    default: Any,
+    doc: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] = (),
+    secret: bool = False,
+) -> Any:
+    """Declare a config key: its default, meaning, and what values are allowed."""
+    meta = {"doc": doc, "low": low, "high": high, "choices": choices, "secret": secret}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, slots=True)
+class MNSSection:
+    endpoint: str = key("", "MNS endpoint, e.g. https://<account-id>.mns.<region>.aliyuncs.com")
+    queue: str = key("vod-events", "the queue VOD writes events to")
+    credentials: str = key(
+        "static",
+        "'static': the AccessKey below or the ALIBABA_CLOUD_* variables; "
+        "'default': the Alibaba Cloud default credential chain (RAM role, OIDC, profile)",
+        choices=("static", "default"),
+    )
+    access_key_id: str = key("", "AccessKey id (else ALIBABA_CLOUD_ACCESS_KEY_ID)", secret=True)
+    access_key_secret: str = key(
+        "", "AccessKey secret (else ALIBABA_CLOUD_ACCESS_KEY_SECRET)", secret=True
+    )
+    security_token: str = key("", "STS token (else ALIBABA_CLOUD_SECURITY_TOKEN)", secret=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSection:
+    pollers: int = key(2, "threads long-polling the queue", low=1, high=64)
+    workers: int = key(16, "threads running handlers (messages handled at once)", low=1, high=1024)
+    prefetch: int = key(16, "messages received ahead of free workers", low=0, high=1024)
+    wait_seconds: int = key(20, "long-poll duration of each receive", low=0, high=30)
+    shutdown_timeout: float = key(
+        30.0, "seconds running handlers get to finish on SIGTERM", low=0, high=3600
+    )
+    deleters: int = key(2, "threads sending batch deletes", low=1, high=16)
+    visibility_timeout: int = key(
+        0, "seconds each heartbeat extension buys; 0 uses the queue's", low=0, high=43200
+    )
+    max_deliveries: int = key(
+        10, "a message delivered more often than this is dead-lettered", low=1, high=1000
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySection:
+    attempts: int = key(
+        3, "calls of a failing handler per delivery, first included", low=1, high=100
+    )
+    max_seconds: float = key(30.0, "stop retrying a handler after this long", low=0, high=3600)
+    initial_wait: float = key(
+        0.2, "first wait between retries, seconds (jittered)", low=0, high=600
+    )
+    max_wait: float = key(5.0, "longest wait between retries, seconds", low=0, high=3600)
+    redelivery_initial: int = key(
+        10,
+        "visibility after the first failed delivery, seconds; doubles each time",
+        low=1,
+        high=43200,
+    )
+    redelivery_max: int = key(3600, "longest visibility after a failed delivery", low=1, high=43200)
+
+
+@dataclass(frozen=True, slots=True)
+class DedupeSection:
+    backend: str = key(
+        "sqlite",
+        "idempotency store: sqlite (one host), redis (a fleet), memory (tests), off",
+        choices=("sqlite", "redis", "memory", "off"),
+    )
+    path: str = key("", "SQLite file; empty: dedupe.sqlite3 in the state directory")
+    url: str = key(
+        "", "Redis URL for backend = 'redis', e.g. redis://127.0.0.1:6379/0", secret=True
+    )
+    claim_ttl: float = key(
+        120.0, "seconds an in-progress claim survives a crashed worker", low=1, high=86400
+    )
+    completed_ttl: float = key(
+        604800.0, "seconds a completed key is kept (longer than the queue's retention)", low=60
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterSection:
+    dir: str = key("", "directory of dead-letter JSON files; empty: dead-letters/ in the state dir")
+    queue: str = key("", "an MNS queue for dead letters instead of a directory")
+
+
+@dataclass(frozen=True, slots=True)
+class StateSection:
+    dir: str = key("", "state directory; empty: $STATE_DIRECTORY (systemd) or ./state")
+
+
+@dataclass(frozen=True, slots=True)
+class LogSection:
+    level: str = key("info", "log level", choices=("debug", "info", "warning", "error", "critical"))
+    format: str = key(
+        "auto",
+        "auto: JSON lines unless stdout is a terminal; json; console",
+        choices=("auto", "json", "console"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OpsSection:
+    listen: str = key("", "host:port for /metrics, /healthz, /readyz; empty: off")
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSection:
+    events: list[str] = key(["*"], "EventType names, or '*' for every event")
+    call: str = key("", "your handler: 'package.module:function'")
+    type: str = key(
+        "", "a built-in handler instead of `call`", choices=("", "jsonl", "log", "http")
+    )
+    name: str = key("", "a stable name for idempotency records; default: call or type+path/url")
+    path: str = key("", "jsonl: the file to append to")
+    url: str = key("", "http: where to POST each event")
+    timeout: float = key(10.0, "http: request timeout, seconds", low=0.1, high=600)
+    secret: str = key(
+        "", "http: HMAC-SHA256 key for the X-VOD-Events-Signature header", secret=True
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    mns: MNSSection = field(default_factory=MNSSection)
+    consumer: ConsumerSection = field(default_factory=ConsumerSection)
+    retry: RetrySection = field(default_factory=RetrySection)
+    dedupe: DedupeSection = field(default_factory=DedupeSection)
+    dead_letter: DeadLetterSection = field(default_factory=DeadLetterSection)
+    state: StateSection = field(default_factory=StateSection)
+    log: LogSection = field(default_factory=LogSection)
+    ops: OpsSection = field(default_factory=OpsSection)
+    handlers: list[HandlerSection] = field(default_factory=list)
+    path: str = "<defaults>"
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(
+            self.state.dir or os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "state"
+        )
+
+
+SECTIONS: dict[str, type[Any]] = {
+    f.name: f.default_factory  # type: ignore[misc]
+    for f in dataclasses.fields(Config)
+    if f.name not in ("handlers", "path")
+}
+
+
+def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read, merge and validate a config file. Raises ConfigError."""
+    where = str(path)
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError("file not found", path=where) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", path=where) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path=where) from None
+    return from_dict(data, where, os.environ if environ is None else environ)
+
+
+def from_dict(data: Mapping[str, Any], where: str, environ: Mapping[str, str]) -> Config:
+    unknown = sorted(set(data) - set(SECTIONS) - {"handlers"})
+    if unknown:
+        allowed = ", ".join([*SECTIONS, "handlers"])
+        raise ConfigError(f"unknown section; allowed: {allowed}", path=where, key=unknown[0])
+    sections: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        raw = data.get(name, {})
+        if not isinstance(raw, dict):
+            raise ConfigError("must be a table ([section])", path=where, key=name)
+        sections[name] = _section(cls, name, dict(raw), where, environ)
+    handlers_raw = data.get("handlers", [])
+    if not isinstance(handlers_raw, list):
+        raise ConfigError("must be an array of tables ([[handlers]])", path=where, key="handlers")
+    handlers = []
+    for i, raw in enumerate(handlers_raw):
+        label = f"handlers[{i}]"
+        if not isinstance(raw, dict):
+            raise ConfigError("must be a table", path=where, key=label)
+        handler = _section(HandlerSection, label, raw, where, {})
+        _check_handler(handler, label, where)
+        handlers.append(handler)
+    config = Config(**sections, handlers=handlers, path=where)
+    return _with_credentials_from_env(config, environ)
+
+
+def _section(
+    cls: type[Any], name: str, raw: dict[str, Any], where: str, environ: Mapping[str, str]
+) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for k in raw:
+        if k not in fields:
+            raise ConfigError(
+                f"unknown key; allowed in [{name}]: {', '.join(fields)}",
+                path=where,
+                key=f"{name}.{k}",
+            )
+    values: dict[str, Any] = {}
+    for k, f in fields.items():
+        env_name = f"{ENV_PREFIX}{name.upper()}_{k.upper()}"
+        if env_name in environ:
+            values[k] = _from_env(f, environ[env_name], env_name)
+        elif k in raw:
+            values[k] = _checked(f, raw[k], f"{name}.{k}", where)
+    return cls(**values)
+
+
+def _from_env(f: dataclasses.Field[Any], text: str, env_name: str) -> Any:
+    kind = f.type
+    try:
+        value: Any
+        if kind == "int":
+            value = int(text)
+        elif kind == "float":
+            value = float(text)
+        elif kind == "list[str]":
+            value = [part.strip() for part in text.split(",") if part.strip()]
+        else:
+            value = text
+    except ValueError:
+        raise ConfigError(
+            f"environment variable must be a{'n integer' if kind == 'int' else ' number'}",
+            key=env_name,
+        ) from None
+    return _checked(f, value, env_name, "environment")
+
+
+def _checked(f: dataclasses.Field[Any], value: Any, label: str, where: str) -> Any:
+    kind, meta = f.type, f.metadata
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, int | float) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+        "list[str]": isinstance(value, list) and all(isinstance(v, str) for v in value),
+    }[str(kind)]
+    if not ok:
+        wanted = {"int": "an integer", "float": "a number", "str": "a string"}.get(
+            str(kind), "a list of strings"
+        )
+        raise ConfigError(f"must be {wanted}, got {value!r}", path=where, key=label)
+    if kind == "float":
+        value = float(value)
+    low, high, choices = meta["low"], meta["high"], meta["choices"]
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"{low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
+        raise ConfigError(f"must be in {bounds}, got {value!r}", path=where, key=label)
+    if choices and value not in choices:
+        allowed = ", ".join(repr(c) for c in choices if c)
+        raise ConfigError(f"must be one of {allowed}, got {value!r}", path=where, key=label)
+    return value
+
+
+def _check_handler(handler: HandlerSection, label: str, where: str) -> None:
+    if bool(handler.call) == bool(handler.type):
+        raise ConfigError("set exactly one of 'call' or 'type'", path=where, key=label)
+    if not handler.events:
+        raise ConfigError(
+            "must list at least one EventType or '*'", path=where, key=f"{label}.events"
+        )
+    if handler.type == "jsonl" and not handler.path:
+        raise ConfigError("the jsonl handler needs 'path'", path=where, key=f"{label}.path")
+    if handler.type == "http" and not handler.url.startswith(("http://", "https://")):
+        raise ConfigError("the http handler needs an http(s) 'url'", path=where, key=f"{label}.url")
+
+
+def _with_credentials_from_env(config: Config, environ: Mapping[str, str]) -> Config:
+    mns = config.mns
+    filled = dataclasses.replace(
+        mns,
+        access_key_id=mns.access_key_id or environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID", ""),
+        access_key_secret=mns.access_key_secret
+        or environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ""),
+        security_token=mns.security_token or environ.get("ALIBABA_CLOUD_SECURITY_TOKEN", ""),
+    )
+    if not filled.endpoint:
+        raise ConfigError(
+            "is required (or VOD_EVENTS_MNS_ENDPOINT)", path=config.path, key="mns.endpoint"
+        )
+    return dataclasses.replace(config, mns=filled)
+
+
+def masked(config: Config) -> dict[str, Any]:
+    """The effective config as plain data with every secret replaced by a mask."""
+
+    def section(obj: Any) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            out[f.name] = SECRET_MASK if f.metadata.get("secret") and value else value
+        return out
+
+    data: dict[str, Any] = {name: section(getattr(config, name)) for name in SECTIONS}
+    data["handlers"] = [section(h) for h in config.handlers]
+    return data
+
+
+def secrets(config: Config) -> list[str]:
+    """Every secret value in the config (for tests and log scrubbing)."""
+    found = []
+    for obj in [*(getattr(config, name) for name in SECTIONS), *config.handlers]:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if f.metadata.get("secret") and value:
+                found.append(str(value))
+    return found

@@ -1,0 +1,171 @@
+"""`Transport` over Alibaba Cloud MNS through the real aliyun-mns-sdk (1.3.x).
+
+This module is the only place that knows the SDK: its exception types, its `Message`
+objects, its not-thread-safe connection, and its Base64 default (turned off: VOD writes raw
+JSON, and the decoder detects Base64 itself).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mns.account import Account
+from mns.message_property import MessagePropertyValue
+from mns.mns_exception import MNSClientNetworkException, MNSExceptionBase, MNSServerException
+from mns.queue import Message
+
+from vod_events.transport import (
+    GONE_CODES,
+    DeleteFailure,
+    FatalTransportError,
+    MessageGone,
+    QueueInfo,
+    ReceivedMessage,
+    TransportError,
+)
+
+# Service codes that no retry can fix: stop the daemon with a clear message.
+FATAL_CODES = frozenset(
+    {
+        "QueueNotExist",
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "MissingAuthorizationHeader",
+        "InvalidAuthorizationHeader",
+        "TimeExpired",
+    }
+)
+
+
+class MNSTransport:
+    """One thread's connection to one MNS queue.
+
+    `credentials_provider` is any object with the SDK's `get_credentials()` contract (e.g. a
+    refreshing provider from alibabacloud-credentials); otherwise a static AccessKey is used.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        queue_name: str,
+        *,
+        access_key_id: str = "",
+        access_key_secret: str = "",
+        security_token: str = "",
+        credentials_provider: Any = None,
+    ) -> None:
+        self.queue_name = queue_name
+        self._account = Account(
+            endpoint,
+            access_key_id,
+            access_key_secret,
+            security_token,
+            credentials_provider=credentials_provider,
+        )
+        self._queue = self._account.get_queue(queue_name)
+        self._queue.set_encoding(False)  # bodies as sent; the decoder handles Base64
+
+    def queue_info(self) -> QueueInfo:
+        meta = self._call(self._queue.get_attributes)
+        return QueueInfo(
+            name=self.queue_name,
+            visibility_timeout=int(meta.visibility_timeout),
+            maximum_message_size=int(meta.maximum_message_size),
+            message_retention_period=int(meta.message_retention_period),
+            polling_wait_seconds=int(meta.polling_wait_seconds),
+            active_messages=int(meta.active_messages),
+            inactive_messages=int(meta.inactive_messages),
+            delay_messages=int(meta.delay_messages),
+        )
+
+    def receive(self, max_messages: int, wait_seconds: int) -> list[ReceivedMessage]:
+        try:
+            messages = self._call(self._queue.batch_receive_message, max_messages, wait_seconds)
+        except MessageGone:  # MessageNotExist: the queue is empty, which is not an error
+            return []
+        return [_received(m) for m in messages]
+
+    def delete(self, receipt_handles: Sequence[str]) -> list[DeleteFailure]:
+        try:
+            self._call(self._queue.batch_delete_message, list(receipt_handles), raw=True)
+        except MNSServerException as exc:
+            if not exc.sub_errors:
+                raise _translate(exc) from exc
+            return [
+                DeleteFailure(e["ReceiptHandle"], e["ErrorCode"], e["ErrorMessage"])
+                for e in exc.sub_errors
+            ]
+        return []
+
+    def change_visibility(self, receipt_handle: str, seconds: int) -> tuple[str, int]:
+        result = self._call(self._queue.change_message_visibility, receipt_handle, seconds)
+        return str(result.receipt_handle), int(result.next_visible_time)
+
+    def send(self, body: str, properties: Mapping[str, str] | None = None) -> str:
+        message = Message(body)
+        for name, value in (properties or {}).items():
+            message.add_user_property(name, MessagePropertyValue.create_string(value))
+        result = self._call(self._queue.send_message, message)
+        return str(result.message_id)
+
+    def interrupt(self) -> None:
+        # Shutting the socket down makes a blocked long poll return at once with an error.
+        sock = getattr(self._account.mns_client.http.conn, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed: nothing was blocked on it
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.interrupt()
+        self._account.mns_client.http.conn.close()
+
+    def _call(self, method: Any, *args: Any, raw: bool = False) -> Any:
+        """Run an SDK call, translating its exceptions to the transport's."""
+        try:
+            return method(*args)
+        except MNSServerException as exc:
+            if raw:
+                raise
+            raise _translate(exc) from exc
+        except MNSClientNetworkException as exc:
+            raise TransportError(f"network error: {exc.message}", code=exc.type) from exc
+        except MNSExceptionBase as exc:
+            raise TransportError(f"{exc.type}: {exc.message}", code=exc.type) from exc
+        except (OSError, ValueError) as exc:  # SDK internals (XML, sockets) that escape it
+            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _translate(exc: MNSServerException) -> TransportError:
+    code = str(exc.type)
+    text = f"{code}: {exc.message} (request id {exc.request_id})"
+    if code in GONE_CODES:
+        return MessageGone(text, code=code)
+    if code in FATAL_CODES:
+        return FatalTransportError(text, code=code)
+    return TransportError(text, code=code)
+
+
+def _received(message: Any) -> ReceivedMessage:
+    properties = getattr(message, "user_properties", None) or {}
+    return ReceivedMessage(
+        message_id=message.message_id,
+        receipt_handle=message.receipt_handle,
+        body=message.message_body,
+        dequeue_count=int(message.dequeue_count),
+        enqueue_time_ms=int(message.enqueue_time),
+        first_dequeue_time_ms=int(message.first_dequeue_time),
+        next_visible_time_ms=int(message.next_visible_time),
+        priority=int(message.priority),
+        user_properties={str(k): _property_text(v) for k, v in properties.items()},
+    )
+
+
+def _property_text(value: Any) -> str:
+    """User properties come back as MessagePropertyValue objects."""
+    if isinstance(value, MessagePropertyValue):
+        return str(value.get_string_value_by_type())
+    return str(value)

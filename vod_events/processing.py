@@ -1,0 +1,231 @@
+"""What happens to one delivery: decode, dedupe, run handlers, decide its fate.
+
+`Processor.process` turns a received message into an `Outcome` — delete it, or hand it back
+to the queue for a while — and never raises. It knows nothing of threads, receipt handles or
+HTTP, so the MNS consumer and the HTTP callback server share it.
+
+The rules (consumer lessons 5 to 9):
+- delete only after every matching handler succeeded (or had succeeded on an earlier
+  delivery, per the idempotency store);
+- a body that can never decode, a handler's PermanentError, or a DequeueCount beyond
+  `max_deliveries` is dead-lettered, and deleted only once the dead letter is durable;
+- anything else that fails goes back to the queue with a visibility computed from the
+  DequeueCount, so retries back off even across crashes and restarts.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from vod_events.backoff import RedeliveryBackoff
+from vod_events.deadletter import DeadLetter, DeadLetterSink, iso_ms, now_iso
+from vod_events.decoder import decode
+from vod_events.dedupe import ClaimState, IdempotencyStore, NullStore
+from vod_events.errors import DecodeError, PermanentError
+from vod_events.events import VodEvent
+from vod_events.retry import RetryPolicy
+from vod_events.router import HandlerContext, Route, Router
+from vod_events.stats import Stats
+from vod_events.transport import ReceivedMessage
+
+MAX_REASON = 500  # characters of an exception's text kept in a dead letter's reason
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The fate of one delivery.
+
+    status: handled | unhandled | duplicate | dead_lettered | retry | deferred
+    delete: True to delete the message; False to make it visible again after `visibility` s.
+    """
+
+    status: str
+    delete: bool
+    visibility: int = 0
+    reason: str = ""
+
+
+class Processor:
+    """Runs one delivery through the pipeline. Thread-safe: share one between workers.
+
+    router: which handlers run for an event.
+    store: the idempotency store (NullStore: off).
+    dead_letters: where messages that can never succeed go (None: nowhere, so they are
+        left in the queue with the longest backoff and an error log — never deleted).
+    retry: in-process retry of each handler call.
+    redelivery: visibility for a delivery handed back to the queue, from its DequeueCount.
+    max_deliveries: a message delivered more often than this is dead-lettered.
+    source: the queue name (or "http-callback"), recorded in dead letters.
+    stopping: set at shutdown; cuts in-process retries short.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        *,
+        stats: Stats,
+        stopping: threading.Event,
+        source: str,
+        store: IdempotencyStore | None = None,
+        dead_letters: DeadLetterSink | None = None,
+        retry: RetryPolicy | None = None,
+        redelivery: RedeliveryBackoff | None = None,
+        max_deliveries: int = 10,
+        decoder: Callable[[str], VodEvent] = decode,
+    ) -> None:
+        self.router = router
+        self.stats = stats
+        self.stopping = stopping
+        self.source = source
+        self.store = store or NullStore()
+        self.dead_letters = dead_letters
+        self.retry = retry or RetryPolicy()
+        self.redelivery = redelivery or RedeliveryBackoff()
+        self.max_deliveries = max_deliveries
+        self.decoder = decoder
+        self.log = structlog.get_logger("vod_events.processing")
+
+    def process(self, message: ReceivedMessage) -> Outcome:
+        log = self.log.bind(message_id=message.message_id, dequeue_count=message.dequeue_count)
+        try:
+            try:
+                event = self.decoder(message.body)
+            except DecodeError as exc:
+                return self._dead_letter(message, f"undecodable: {exc.reason}", log)
+            log = log.bind(
+                event_type=event.event_type, media_id=event.media_id, job_id=event.job_id
+            )
+            if message.dequeue_count > self.max_deliveries:
+                return self._dead_letter(
+                    message,
+                    f"delivered {message.dequeue_count} times, more than "
+                    f"max_deliveries={self.max_deliveries}",
+                    log,
+                )
+            return self._handle(message, event, log)
+        except Exception as exc:  # a bug or a store outage: never lose the message
+            log.exception("processing failed; the message will be redelivered")
+            return self._retry(message, f"internal error: {type(exc).__name__}: {exc}")
+
+    def _handle(self, message: ReceivedMessage, event: VodEvent, log: Log) -> Outcome:
+        routes = self.router.routes_for(event)
+        if not routes:
+            self.stats.incr("unhandled")
+            log.debug("no handler for event; deleting")
+            return Outcome("unhandled", delete=True)
+        context = HandlerContext(
+            message_id=message.message_id,
+            dequeue_count=message.dequeue_count,
+            enqueue_time=(
+                datetime.fromtimestamp(message.enqueue_time_ms / 1000, UTC)
+                if message.enqueue_time_ms > 0
+                else None
+            ),
+        )
+        if message.enqueue_time_ms > 0:
+            self.stats.observe_lag(time.time() - message.enqueue_time_ms / 1000)
+        ran = 0
+        for route in routes:
+            key = f"{event.dedupe_key}|{route.name}"
+            claim = self.store.claim(key)
+            if claim.state is ClaimState.COMPLETED:
+                continue
+            if claim.state is ClaimState.IN_PROGRESS:
+                log.info("handler in progress elsewhere; leaving for later", handler=route.name)
+                return Outcome(
+                    "deferred", delete=False, visibility=math.ceil(claim.retry_after) + 1
+                )
+            outcome = self._run(
+                route=route, event=event, context=context, message=message, key=key, log=log
+            )
+            if outcome is not None:
+                return outcome
+            ran += 1
+        if ran == 0:
+            self.stats.incr("duplicates")
+            log.info("duplicate delivery: every handler already completed; deleting")
+            return Outcome("duplicate", delete=True)
+        self.stats.incr("handled")
+        log.debug("handled")
+        return Outcome("handled", delete=True)
+
+    def _run(
+        self,
+        *,
+        route: Route,
+        event: VodEvent,
+        context: HandlerContext,
+        message: ReceivedMessage,
+        key: str,
+        log: Log,
+    ) -> Outcome | None:
+        """Run one handler under its claim; None on success, else the delivery's outcome."""
+
+        def on_retry(attempt: int, error: BaseException) -> None:
+            self.stats.incr("retried")
+            log.warning(
+                "handler failed; retrying", handler=route.name, attempt=attempt, error=repr(error)
+            )
+
+        started = time.perf_counter()
+        try:
+            self.retry.call(
+                lambda: route.handler(event, context), stopping=self.stopping, on_retry=on_retry
+            )
+        except PermanentError as exc:
+            self.store.release(key)
+            return self._dead_letter(message, f"{route.name}: permanent failure: {exc}", log)
+        except Exception as exc:
+            self.store.release(key)
+            self.stats.incr("failed")
+            outcome = self._retry(message, f"{route.name}: {type(exc).__name__}: {exc}")
+            log.warning(
+                "handler failed; message handed back to the queue",
+                handler=route.name,
+                error=repr(exc),
+                retry_in_s=outcome.visibility,
+            )
+            return outcome
+        finally:
+            self.stats.observe_handler(time.perf_counter() - started)
+        self.store.complete(key)
+        return None
+
+    def _retry(self, message: ReceivedMessage, reason: str) -> Outcome:
+        visibility = self.redelivery.visibility_for(message.dequeue_count)
+        return Outcome("retry", delete=False, visibility=visibility, reason=reason[:MAX_REASON])
+
+    def _dead_letter(self, message: ReceivedMessage, reason: str, log: Log) -> Outcome:
+        reason = reason[:MAX_REASON]
+        if self.dead_letters is None:
+            log.error("message can never succeed and no dead-letter target is set", reason=reason)
+            return Outcome("retry", delete=False, visibility=43200, reason=reason)
+        letter = DeadLetter(
+            body=message.body,
+            reason=reason,
+            source_queue=self.source,
+            message_id=message.message_id,
+            dequeue_count=message.dequeue_count,
+            enqueue_time=iso_ms(message.enqueue_time_ms),
+            first_failure=iso_ms(message.first_dequeue_time_ms),
+            last_failure=now_iso(),
+            properties=dict(message.user_properties),
+        )
+        try:
+            self.dead_letters.put(letter)
+        except Exception as exc:
+            log.error("dead-letter write failed; message kept in the queue", error=repr(exc))
+            return self._retry(message, f"dead-letter write failed: {exc}")
+        self.stats.incr("dead_lettered")
+        log.warning("message dead-lettered", reason=reason)
+        return Outcome("dead_lettered", delete=True, reason=reason)
+
+
+Log = structlog.typing.FilteringBoundLogger

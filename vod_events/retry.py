@@ -1,0 +1,81 @@
+"""In-process retry of one handler call, with tenacity.
+
+Transient failures (any exception but `PermanentError`) are retried with exponential backoff
+and jitter, bounded by a number of attempts AND a total time, whichever comes first. The
+waits are interruptible: when the daemon shuts down, a handler sitting in a backoff gives up
+at once and its message goes back to the queue.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    stop_when_event_set,
+    wait_exponential_jitter,
+)
+
+from vod_events.errors import PermanentError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to try one handler before handing the message back to the queue.
+
+    attempts: total calls, including the first (1 disables in-process retry).
+    max_seconds: stop retrying once this much time has passed since the first call.
+    initial_wait / max_wait: the exponential backoff between calls, in seconds, jittered.
+    """
+
+    attempts: int = 3
+    max_seconds: float = 30.0
+    initial_wait: float = 0.2
+    max_wait: float = 5.0
+
+    def call(
+        self,
+        func: Callable[[], T],
+        *,
+        stopping: threading.Event,
+        on_retry: Callable[[int, BaseException], None] | None = None,
+    ) -> T:
+        """Call `func` until it returns, raising its last exception when out of tries.
+
+        `stopping` set (shutdown) ends the retries at the next wait.
+        `on_retry(attempt, exception)` is told about each failure that will be retried.
+        """
+
+        def before_sleep(state: RetryCallState) -> None:
+            if on_retry is not None and state.outcome is not None:
+                error = state.outcome.exception()
+                if error is not None:
+                    on_retry(state.attempt_number, error)
+
+        def sleep(seconds: float) -> None:
+            stopping.wait(seconds)  # returns early on shutdown instead of sleeping on
+
+        retrying = Retrying(
+            stop=(
+                stop_after_attempt(self.attempts)
+                | stop_after_delay(self.max_seconds)
+                | stop_when_event_set(stopping)
+            ),
+            wait=wait_exponential_jitter(
+                multiplier=self.initial_wait, max=self.max_wait, jitter=self.initial_wait
+            ),
+            retry=retry_if_not_exception_type(PermanentError),
+            sleep=sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return retrying(func)
