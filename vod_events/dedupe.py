@@ -21,9 +21,10 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 DEFAULT_CLAIM_TTL = 120.0
 DEFAULT_COMPLETED_TTL = 7 * 24 * 3600.0  # longer than MNS's maximum retention (7 days)
@@ -103,7 +104,7 @@ class MemoryStore:
         self,
         claim_ttl: float = DEFAULT_CLAIM_TTL,
         completed_ttl: float = DEFAULT_COMPLETED_TTL,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.claim_ttl = claim_ttl
         self.completed_ttl = completed_ttl
@@ -169,8 +170,10 @@ class SQLiteStore:
         path: str | Path,
         claim_ttl: float = DEFAULT_CLAIM_TTL,
         completed_ttl: float = DEFAULT_COMPLETED_TTL,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
+        self.clock = clock
         self.claim_ttl = claim_ttl
         self.completed_ttl = completed_ttl
         self._local = threading.local()
@@ -185,7 +188,10 @@ class SQLiteStore:
     def _connection(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            # check_same_thread off only so close() can run from the stopping thread.
+            db = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL
             self._local.db = db
@@ -195,7 +201,7 @@ class SQLiteStore:
 
     def claim(self, key: str) -> Claim:
         db = self._connection()
-        now = time.time()
+        now = self.clock()
         db.execute("BEGIN IMMEDIATE")
         try:
             row = db.execute(
@@ -224,7 +230,7 @@ class SQLiteStore:
         self._held.pop(key)
         self._connection().execute(
             "INSERT OR REPLACE INTO idempotency VALUES (?, ?, '', ?)",
-            (key, ClaimState.COMPLETED.value, time.time() + self.completed_ttl),
+            (key, ClaimState.COMPLETED.value, self.clock() + self.completed_ttl),
         )
 
     def release(self, key: str) -> None:
@@ -238,7 +244,7 @@ class SQLiteStore:
         held = self._held.items()
         if not held:
             return
-        expiry = time.time() + self.claim_ttl
+        expiry = self.clock() + self.claim_ttl
         db = self._connection()
         db.execute("BEGIN IMMEDIATE")
         db.executemany(
