@@ -130,7 +130,7 @@ class LocalMNSServer:
         if self._thread is not None:
             raise RuntimeError("the server was already started")
         if not self.verifies_signatures:
-            log.warning(
+            log.info(
                 "local MNS server: no access key configured, signatures are not verified "
                 "(any well-formed Authorization header is accepted)"
             )
