@@ -113,15 +113,19 @@ class MNSTransport:
         return str(result.message_id)
 
     def interrupt(self) -> None:
-        # Shutting the socket down makes a blocked long poll return at once with an error.
-        sock = getattr(self._account.mns_client.http.conn, "sock", None)
+        # Shutting the socket down makes a blocked long poll return at once. The SDK takes
+        # the resulting disconnect for a stale keep-alive and re-sends the request on
+        # `http.conn`, so swap in a connection that refuses first: otherwise the re-sent
+        # long poll would take messages while we are shutting down.
+        http = self._account.mns_client.http
+        conn, http.conn = http.conn, _Interrupted()
+        sock = getattr(conn, "sock", None)
         if sock is not None:
             with contextlib.suppress(OSError):  # already closed: nothing was blocked on it
                 sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         self.interrupt()
-        self._account.mns_client.http.conn.close()
 
     def _call(self, method: Any, *args: Any, raw: bool = False) -> Any:
         """Run an SDK call, translating its exceptions to the transport's."""
@@ -137,6 +141,18 @@ class MNSTransport:
             raise TransportError(f"{exc.type}: {exc.message}", code=exc.type) from exc
         except (OSError, ValueError) as exc:  # SDK internals (XML, sockets) that escape it
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+
+
+class _Interrupted:
+    """Stands in for the SDK's HTTP connection after `interrupt`: every request fails."""
+
+    sock = None
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        raise ConnectionAbortedError("transport interrupted")
+
+    def close(self) -> None:
+        pass
 
 
 def _translate(exc: MNSServerException) -> TransportError:
