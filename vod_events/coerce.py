@@ -1,0 +1,155 @@
+"""Lenient conversions for the scalar values VOD sends.
+
+VOD payloads are loose: numbers arrive as strings ("Size": "1024"), booleans as "true", times
+in three formats, lists as comma-separated strings. Every function here takes whatever JSON
+value arrived and returns the typed value, or ``None`` when the value cannot be read as that
+type. They never raise: an unreadable value is a missing value, and the event's ``raw`` mapping
+still holds what the sender wrote.
+
+``load_json`` is the exception to the rule: it is the one strict JSON parser of the package
+(shared by the decoder and the AI result parsers) and raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+__all__ = [
+    "load_json",
+    "parse_time",
+    "to_bool",
+    "to_float",
+    "to_int",
+    "to_str",
+    "to_str_list",
+    "trim_keys",
+]
+
+
+def _reject_constant(name: str) -> NoReturn:
+    # NaN and Infinity are not JSON (RFC 8259), and would make our own output invalid JSON.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+_INFINITY = math.inf
+
+
+def load_json(text: str) -> Any:
+    """Parse JSON text strictly (no NaN/Infinity). Raises ``ValueError`` for anything else,
+    including nesting too deep for the parser."""
+    try:
+        return _JSON.decode(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def trim_keys(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` with its keys trimmed of stray whitespace (``"SourceURL "``, ``" CoverResult"``).
+
+    Returns ``obj`` itself when no key needs trimming (the common case, and cheap). When both
+    an exact key and a padded duplicate exist, the exact one wins."""
+    for key in obj:
+        if key[:1].isspace() or key[-1:].isspace():
+            break
+    else:
+        return obj
+    clean: dict[str, Any] = {}
+    for key, value in obj.items():
+        stripped = key.strip()
+        if stripped == key or stripped not in clean:
+            clean[stripped] = value
+    return clean
+
+
+def to_str(value: Any) -> str | None:
+    """A string as is; a number or boolean as its JSON text; anything else ``None``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def to_int(value: Any) -> int | None:
+    """An integer from an int, an integral float, or a string such as "1024" or "1024.0"."""
+    if type(value) is int:
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            number = to_float(value)
+            return int(number) if number is not None and number.is_integer() else None
+    if type(value) is float and value.is_integer():  # False for NaN and infinities
+        return int(value)
+    return None
+
+
+def to_float(value: Any) -> float | None:
+    """A finite float from a number or a numeric string such as "0.99"."""
+    if value is None or value is True or value is False:
+        return None
+    try:
+        number = float(value)  # str, int and float alike; containers raise TypeError
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float range
+        return None
+    return number if -_INFINITY < number < _INFINITY else None  # False for NaN too
+
+
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+
+
+def to_bool(value: Any) -> bool | None:
+    """A boolean from true/false, 1/0, or the strings "true"/"false" in any case."""
+    if isinstance(value, bool):
+        return value
+    if type(value) is int and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+    return None
+
+
+def to_str_list(value: Any) -> list[str]:
+    """A list of strings from a JSON list or a comma-separated string ("id1,id2")."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list):
+        items = (to_str(item) for item in value)
+        return [item for item in items if item]
+    return []
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A timezone-aware UTC datetime from the time formats VOD sends.
+
+    Accepts ``2017-03-20T07:49:17Z``, ``2017-03-20T07:49:17.025Z`` and VOD's own
+    ``2017-03-20T07:49:17:025Z`` (a colon before the milliseconds), any ISO 8601 offset, and a
+    time without offset (VOD times are UTC). Returns ``None`` for anything else.
+    """
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if len(text) > 20 and text[19] == ":":  # "...T07:49:17:025Z": the colon means a dot
+        text = f"{text[:19]}.{text[20:]}"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. year 1 with a positive offset
+        return None

@@ -1,0 +1,85 @@
+"""Events as JSON-ready dicts: what `vod-events parse` prints and the ``jsonl`` handler writes.
+
+Keys are the events' snake_case field names. The common fields come first (``event_type``,
+``event_time`` as ISO 8601 with ``+00:00``, ``status``, ``media_id``, ``job_id``,
+``error_code``, ``error_message``, ``dedupe_key``), then the event's own fields (``result`` for
+the AI events), then what was sent as is (``extend``, ``event_time_raw``, ``status_raw``,
+``data``, ``extra``). ``raw`` is left out: every value in it is already represented.
+For the AI events ``data`` is left out too, as ``result`` holds the same content, typed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from vod_events.events import VodEvent
+
+__all__ = ["event_to_dict", "event_to_json"]
+
+_HEAD = (
+    "event_type",
+    "event_time",
+    "status",
+    "media_id",
+    "job_id",
+    "error_code",
+    "error_message",
+    "dedupe_key",
+)
+_TAIL = ("extend", "event_time_raw", "status_raw", "data", "extra")
+_LEFT_OUT = frozenset({"raw"})
+
+_EVENT_LAYOUTS: dict[type, tuple[str, ...]] = {}
+_PART_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _event_layout(cls: type[VodEvent]) -> tuple[str, ...]:
+    """The output keys of an event class, in order (computed once per class)."""
+    layout = _EVENT_LAYOUTS.get(cls)
+    if layout is None:
+        names = [f.name for f in dataclasses.fields(cls)]
+        own = [n for n in names if n not in _HEAD and n not in _TAIL and n not in _LEFT_OUT]
+        tail = [n for n in _TAIL if not ("result" in own and n == "data")]
+        layout = _EVENT_LAYOUTS[cls] = (*_HEAD, *own, *tail)
+    return layout
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        cls = type(value)
+        names = _PART_FIELDS.get(cls)
+        if names is None:
+            names = _PART_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(value))
+        return {name: _jsonable(getattr(value, name)) for name in names}
+    return str(value)  # not produced by the decoder; kept printable rather than failing
+
+
+def event_to_dict(event: VodEvent) -> dict[str, Any]:
+    """The event as a dict of JSON types (str, int, float, bool, None, list, dict)."""
+    return {name: _jsonable(getattr(event, name)) for name in _event_layout(type(event))}
+
+
+def event_to_json(event: VodEvent) -> str:
+    """The event as one line of JSON (UTF-8 text, non-ASCII characters kept).
+
+    Text with unpaired surrogates (possible from a ``\\ud800`` escape in the payload) cannot
+    be UTF-8, so such an event is written with ASCII escapes instead."""
+    as_dict = event_to_dict(event)
+    line = json.dumps(as_dict, ensure_ascii=False, separators=(",", ":"))
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(as_dict, separators=(",", ":"))
+    return line
