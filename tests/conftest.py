@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
+from vod_events import log as logging_setup
 from vod_events.backoff import RedeliveryBackoff
 from vod_events.deadletter import DirectorySink
 from vod_events.dedupe import IdempotencyStore, MemoryStore
@@ -81,9 +81,7 @@ class Harness:
         return self.broker.put(QUEUE, body)
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        return [
-            json.loads(p.read_text()) for p in sorted(self.dead_letter_dir.glob("[0-9]*.json"))
-        ]
+        return [json.loads(p.read_text()) for p in sorted(self.dead_letter_dir.glob("[0-9]*.json"))]
 
 
 @pytest.fixture
@@ -132,5 +130,6 @@ def harness(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
 
 
 @pytest.fixture(autouse=True)
-def _quiet_structlog() -> None:
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+def _quiet_logs() -> None:
+    # Warnings and up, to stderr (as the daemon does), so stdout stays the commands' own.
+    logging_setup.configure("warning", "console")

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from vod_events.transport import Transport
+from vod_events.transport import ReceivedMessage, Transport
 
 # User-property names on a dead letter sent to a queue (MNS names: letters and digits).
 PROPERTY_NAMES = {
@@ -50,6 +50,26 @@ class DeadLetter:
     last_failure: str
     properties: Mapping[str, str] = field(default_factory=dict)
     letter_id: str = ""  # the sink's own id (file name, DLQ message id), set on read
+
+    @classmethod
+    def from_queue_message(cls, message: ReceivedMessage, default_source: str) -> DeadLetter:
+        """Read back a letter `QueueSink` wrote (its id is the DLQ message id)."""
+        props = {key: message.user_properties.get(name, "") for key, name in PROPERTY_NAMES.items()}
+        count = props["dequeue_count"]
+        return cls(
+            body=message.body,
+            reason=props["reason"] or "(no reason recorded)",
+            source_queue=props["source_queue"] or default_source,
+            message_id=props["message_id"],
+            dequeue_count=int(count) if count.isdigit() else 0,
+            enqueue_time=iso_ms(message.enqueue_time_ms),
+            first_failure=props["first_failure"],
+            last_failure=props["last_failure"],
+            properties={
+                k: v for k, v in message.user_properties.items() if k not in PROPERTY_NAMES.values()
+            },
+            letter_id=message.message_id,
+        )
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
