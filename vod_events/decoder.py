@@ -412,7 +412,8 @@ def _unwrap(text: str, body: bytes | str, layer: int) -> dict[str, Any]:
         return _unwrap(_xml_message(text, body), body, layer + 1)
     decoded = _base64(text)
     if decoded is None:
-        raise DecodeError("not JSON, XML or Base64", excerpt_of(body))
+        what = "body" if layer == 0 else "unwrapped message"
+        raise DecodeError(f"{what} is not JSON, XML or Base64", excerpt_of(body))
     try:
         inner = decoded.decode("utf-8")
     except UnicodeDecodeError:
@@ -490,12 +491,9 @@ def excerpt_of(body: Any, limit: int = EXCERPT_LIMIT) -> str:
     else:
         return ""
     text = " ".join(text.split())
-    text = "".join(c if c.isprintable() and not _is_surrogate(c) else "?" for c in text)
+    # Lone surrogates are not printable either; U+FFFD stands for an undecodable byte.
+    text = "".join(c if c.isprintable() and c != "\ufffd" else "?" for c in text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _is_surrogate(char: str) -> bool:
-    return "\ud800" <= char <= "\udfff"
 
 
 def decode(body: bytes | str) -> VodEvent:
