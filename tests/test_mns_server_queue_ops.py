@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -345,3 +346,24 @@ def test_account_attributes(account: Any) -> None:
     assert account.get_attributes().logging_bucket == ""
     account.set_attributes(AccountMeta(logging_bucket="my-bucket"))
     assert account.get_attributes().logging_bucket == "my-bucket"
+
+
+def test_long_poll_of_a_client_that_left_takes_no_message() -> None:
+    with LocalMNSServer(queues=("q",)) as srv:
+        host, port = srv.endpoint.removeprefix("http://").split(":")
+        date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
+        long_poll = (
+            "GET /queues/q/messages?waitseconds=20 HTTP/1.1\r\n"
+            f"Host: {host}:{port}\r\nx-mns-version: 2015-06-06\r\nDate: {date}\r\n"
+            "Authorization: MNS id:c2lnbmF0dXJl\r\n\r\n"
+        )
+        with socket.create_connection((host, int(port))) as client:
+            client.sendall(long_poll.encode())
+            time.sleep(0.3)  # the server is now waiting for a message on our behalf
+        time.sleep(0.3)  # we hung up; give the server a moment to notice
+        queue = Account(srv.endpoint, "id", "secret").get_queue("q")
+        queue.set_encoding(False)
+        queue.send_message(Message("for whoever is still here"))
+        received = queue.receive_message(wait_seconds=1)
+        assert received.message_body == "for whoever is still here"
+        assert received.dequeue_count == 1  # the departed long poll never took it

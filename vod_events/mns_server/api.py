@@ -160,7 +160,7 @@ class MNSApi:
                 201, wire.encode_sent_batch(sent) if batch else wire.encode_sent(sent[0])
             )
         if method == "GET":
-            return await self._receive_or_peek(name, query)
+            return await self._receive_or_peek(request, name, query)
         if method == "DELETE":
             return self._delete(request, name, query)
         if method == "PUT":
@@ -175,7 +175,9 @@ class MNSApi:
             return Response(200, wire.encode_change_visibility(new_handle, next_visible))
         raise MNSError("InvalidRequestURL")
 
-    async def _receive_or_peek(self, name: str, query: dict[str, str]) -> Response:
+    async def _receive_or_peek(
+        self, request: Request, name: str, query: dict[str, str]
+    ) -> Response:
         count_text = query.get("numofmessages")
         batch = count_text is not None
         count = _int_param("numOfMessages", count_text) if count_text is not None else 1
@@ -190,18 +192,27 @@ class MNSApi:
                 wait = check_range(
                     "waitseconds", _int_param("waitseconds", wait_text), POLLING_WAIT_RANGE
                 )
-            messages = await self._receive(name, count, wait)
+            messages = await self._receive(name, count, wait, request.client_gone)
         if not messages:
             raise MNSError("MessageNotExist")
         if batch:
             return Response(200, wire.encode_messages(messages))
         return Response(200, wire.encode_message(messages[0]))
 
-    async def _receive(self, name: str, count: int, wait_seconds: int) -> list[MessageView]:
-        """Receive, waiting up to `wait_seconds` for a message to become visible."""
+    async def _receive(
+        self,
+        name: str,
+        count: int,
+        wait_seconds: int,
+        client_gone: asyncio.Future[None] | None,
+    ) -> list[MessageView]:
+        """Receive, waiting up to `wait_seconds` for a message to become visible - but not
+        for a client that has gone: it would take a message nobody will ever see."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
         while True:
+            if client_gone is not None and client_gone.done():
+                return []
             messages = self._queues.receive(name, count)
             if messages:
                 return messages
@@ -212,7 +223,7 @@ class MNSApi:
             if due is not None:
                 until_due = (due - self._queues.now_ms()) / 1000 + _DUE_SLACK_SECONDS
                 remaining = min(remaining, until_due)
-            await self._signals.wait(name, remaining)
+            await self._signals.wait(name, remaining, abandon=client_gone)
 
     def _delete(self, request: Request, name: str, query: dict[str, str]) -> Response:
         handle = query.get("receipthandle")

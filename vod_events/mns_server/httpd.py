@@ -44,6 +44,9 @@ class Request:
     headers: Mapping[str, str]
     body: bytes
     request_id: str
+    # Done once the client has closed the connection: a long poll for a client that is
+    # gone must stop waiting, or it would take the next message for nobody.
+    client_gone: asyncio.Future[None] | None = None
 
     @property
     def host_id(self) -> str:
@@ -68,6 +71,33 @@ def error_response(error: MNSError, request_id: str, host_id: str) -> Response:
     return Response(error.status, encode_error(error.code, error.message, request_id, host_id))
 
 
+class _ConnectionProtocol(asyncio.StreamReaderProtocol):
+    """The stream protocol of `asyncio.start_server`, which also resolves `client_gone` when
+    the client closes its end (or the connection is lost) - without reading the stream."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+        loop: asyncio.AbstractEventLoop,
+        client_gone: asyncio.Future[None],
+    ) -> None:
+        super().__init__(reader, serve, loop=loop)
+        self._client_gone = client_gone
+
+    def eof_received(self) -> bool:
+        self._mark_gone()
+        return bool(super().eof_received())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._mark_gone()
+        super().connection_lost(exc)
+
+    def _mark_gone(self) -> None:
+        if not self._client_gone.done():
+            self._client_gone.set_result(None)
+
+
 class _BadRequest(Exception):
     """The bytes received are not an HTTP request we can answer; the connection closes."""
 
@@ -85,9 +115,19 @@ class HTTPServer:
 
     async def start(self, host: str, port: int) -> int:
         """Listen on host:port (0 picks a free port); return the port listened on."""
-        self._server = await asyncio.start_server(
-            self._serve, host, port, limit=MAX_HEAD_BYTES, reuse_address=True
-        )
+        loop = asyncio.get_running_loop()
+
+        def connection() -> _ConnectionProtocol:
+            # asyncio.start_server, plus a future telling when the client hangs up.
+            reader = asyncio.StreamReader(limit=MAX_HEAD_BYTES, loop=loop)
+            client_gone: asyncio.Future[None] = loop.create_future()
+
+            async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                await self._serve(reader, writer, client_gone)
+
+            return _ConnectionProtocol(reader, serve, loop, client_gone)
+
+        self._server = await loop.create_server(connection, host, port, reuse_address=True)
         return int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
@@ -101,14 +141,19 @@ class HTTPServer:
         if self._server is not None:
             await self._server.wait_closed()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        client_gone: asyncio.Future[None],
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._connections[task] = writer
         try:
             while True:
                 try:
-                    request, keep_alive = await self._read_request(reader)
+                    request, keep_alive = await self._read_request(reader, client_gone)
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return  # the client went away between requests
                 except _BadRequest as problem:
@@ -156,7 +201,9 @@ class HTTPServer:
             log.exception("unexpected failure answering %s %s", request.method, request.target)
             return error_response(MNSError("InternalError"), request.request_id, request.host_id)
 
-    async def _read_request(self, reader: asyncio.StreamReader) -> tuple[Request, bool]:
+    async def _read_request(
+        self, reader: asyncio.StreamReader, client_gone: asyncio.Future[None]
+    ) -> tuple[Request, bool]:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
@@ -183,7 +230,8 @@ class HTTPServer:
         body = await reader.readexactly(length) if length else b""
         connection = headers.get("connection", "").lower()
         keep_alive = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
-        return Request(method, target, headers, body, request_id()), keep_alive
+        request = Request(method, target, headers, body, request_id(), client_gone)
+        return request, keep_alive
 
     async def _write(self, writer: asyncio.StreamWriter, response: Response, rid: str) -> None:
         extra = "".join(f"{name}: {value}\r\n" for name, value in response.headers)

@@ -37,21 +37,36 @@ class ArrivalSignals:
         """How many receivers wait on `queue` now."""
         return len(self._waiting.get(queue, ()))
 
-    async def wait(self, queue: str, timeout: float) -> bool:
-        """Wait until woken (True) or until `timeout` seconds have passed (False)."""
+    async def wait(
+        self, queue: str, timeout: float, abandon: asyncio.Future[None] | None = None
+    ) -> bool:
+        """Wait until woken (True), or until `timeout` seconds have passed or `abandon` is
+        done (False). A wake-up that arrives for a waiter about to give up is passed on."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self._waiting.setdefault(queue, deque()).append(future)
         timer = loop.call_later(max(timeout, 0.0), _expire, future)
+
+        def give_up(_: asyncio.Future[None]) -> None:
+            _expire(future)
+
+        if abandon is not None:
+            abandon.add_done_callback(give_up)
         try:
-            return await future
+            woken = await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled() and future.result():
                 self.wake(queue, 1)  # we were woken but will not look: pass it on
             raise
         finally:
             timer.cancel()
+            if abandon is not None:
+                abandon.remove_done_callback(give_up)
             self._forget(queue, future)
+        if woken and abandon is not None and abandon.done():
+            self.wake(queue, 1)
+            return False
+        return woken
 
     def _forget(self, queue: str, future: asyncio.Future[bool]) -> None:
         waiting = self._waiting.get(queue)
