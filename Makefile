@@ -30,5 +30,11 @@ pytest: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/vod-events demo
 
+## Chaos: thousands of events, daemons SIGKILLed 30 times, faults injected; then the
+## same with two replicas sharing Redis. Prints the accounting (lost must be 0).
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py --events 3000 --kills 30
+	$(BIN)/python bench/chaos.py --events 3000 --kills 20 --replicas 2 --dedupe redis
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
