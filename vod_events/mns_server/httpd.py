@@ -158,11 +158,9 @@ class HTTPServer:
                     return  # the client went away between requests
                 except _BadRequest as problem:
                     rid = request_id()
-                    await self._write(writer, _bad_request(str(problem), rid), rid)
+                    await self._write(writer, _bad_request(str(problem), rid), rid, False)
                     return
-                if not await self._answer(request, writer):
-                    return
-                if not keep_alive:
+                if not await self._answer(request, writer, keep_alive) or not keep_alive:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             return
@@ -174,7 +172,9 @@ class HTTPServer:
             del self._connections[task]
             writer.close()
 
-    async def _answer(self, request: Request, writer: asyncio.StreamWriter) -> bool:
+    async def _answer(
+        self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool
+    ) -> bool:
         """Handle one request with the injected latency and fault. False: connection is gone."""
         fault = self._faults.draw()
         half_latency = self._faults.latency_ms / 2000.0
@@ -191,7 +191,7 @@ class HTTPServer:
         if fault is Fault.DROP:
             _reset(writer)
             return False
-        await self._write(writer, response, request.request_id)
+        await self._write(writer, response, request.request_id, keep_alive)
         return True
 
     async def _handle(self, request: Request) -> Response:
@@ -233,7 +233,9 @@ class HTTPServer:
         request = Request(method, target, headers, body, request_id(), client_gone)
         return request, keep_alive
 
-    async def _write(self, writer: asyncio.StreamWriter, response: Response, rid: str) -> None:
+    async def _write(
+        self, writer: asyncio.StreamWriter, response: Response, rid: str, keep_alive: bool
+    ) -> None:
         extra = "".join(f"{name}: {value}\r\n" for name, value in response.headers)
         head = (
             f"HTTP/1.1 {response.status} {_reason(response.status)}\r\n"
@@ -241,7 +243,7 @@ class HTTPServer:
             f"Date: {self._http_date()}\r\n"
             f"Content-Type: text/xml;charset=utf-8\r\n"
             f"Content-Length: {len(response.body)}\r\n"
-            f"Connection: keep-alive\r\n"
+            f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n"
             f"x-mns-request-id: {rid}\r\n"
             f"x-mns-version: {API_VERSION}\r\n"
             f"{extra}\r\n"

@@ -307,6 +307,8 @@ class QueueStore:
         received: list[MessageView] = []
         while queue.ready and len(received) < max_count:
             message = heapq.heappop(queue.ready)[2]
+            if message.gone:
+                continue  # an expired message GetQueueAttributes already dropped
             if message.expire_at <= now:
                 self._discard(queue, message)
                 continue

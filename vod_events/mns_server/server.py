@@ -120,7 +120,8 @@ class LocalMNSServer:
     @property
     def endpoint(self) -> str:
         """The URL to give the SDK's Account, e.g. "http://127.0.0.1:9876"."""
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
+        return f"http://{host}:{self.port}"
 
     def start(self) -> LocalMNSServer:
         """Start serving from a background thread; return once listening.
@@ -145,12 +146,10 @@ class LocalMNSServer:
 
     def stop(self) -> None:
         """Stop serving and close every connection. Safe to call more than once."""
-        if self._stopped:
+        thread, loop, stopping = self._thread, self._loop, self._stopping
+        if thread is None or self._stopped:
             return
         self._stopped = True
-        thread, loop, stopping = self._thread, self._loop, self._stopping
-        if thread is None or not thread.is_alive():
-            return
         if loop is not None and stopping is not None:
             with contextlib.suppress(RuntimeError):  # the loop already closed
                 loop.call_soon_threadsafe(stopping.set)
