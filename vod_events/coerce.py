@@ -34,13 +34,21 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+def _finite_float(text: str) -> float:
+    # 1e400 is valid JSON syntax but overflows to infinity: refused like Infinity itself.
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"number {text[:24]} is out of range")
+    return number
+
+
+_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 _INFINITY = math.inf
 
 
 def load_json(text: str) -> Any:
-    """Parse JSON text strictly (no NaN/Infinity). Raises ``ValueError`` for anything else,
-    including nesting too deep for the parser."""
+    """Parse JSON text strictly: no NaN, no Infinity, no number beyond the float range.
+    Raises ``ValueError`` for anything else, including nesting too deep for the parser."""
     try:
         return _JSON.decode(text)
     except RecursionError:
