@@ -94,7 +94,6 @@ class InFlight:
     message: ReceivedMessage
     handle: str
     deadline: float  # time.monotonic() at which the current visibility lapses
-    started: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -324,8 +323,8 @@ class Consumer:
     # ---------------------------------------------------------------- in-flight table
 
     def _track(self, messages: list[ReceivedMessage], received_at: float) -> list[InFlight]:
-        # The visibility clock started when the server answered, at the latest when we
-        # sent the request: counting from then is the safe side.
+        # The server started the visibility clock after we sent the request: counting from
+        # the moment we sent it errs on the safe side.
         deadline = received_at + self._visibility_timeout()
         entries = [InFlight(m, m.receipt_handle, deadline) for m in messages]
         with self._inflight_lock:
@@ -409,7 +408,6 @@ class Consumer:
             if self.stopping.is_set():
                 self._release(entry)
                 continue
-            entry.started = True
             outcome = self.processor.process(entry.message)
             self._slots.give_back()
             self._finish(entry, outcome)
