@@ -258,3 +258,32 @@ def test_results_are_frozen() -> None:
     tag = VideoTag(tag="a")
     with pytest.raises(AttributeError):
         tag.tag = "b"  # type: ignore[misc]
+
+
+def test_reads_the_query_apis_through_the_vod_sdk_models() -> None:
+    """What `alibabacloud_vod20170321` hands back: GetAIMediaAuditJob's Data as a model (its
+    ``to_map()`` has VOD's keys), ListAIJob's Data as a JSON string."""
+    models = pytest.importorskip("alibabacloud_vod20170321.models")
+    audit = models.GetAIMediaAuditJobResponseBody().from_map(
+        {
+            "RequestId": "r-1",
+            "MediaAuditJob": {
+                "JobId": "j-1",
+                "Data": {
+                    "Suggestion": "pass",
+                    "ImageResult": [{"Url": "cover", "Result": [{"Scene": "ad", "Score": "1.5"}]}],
+                    "VideoResult": {"LogoResult": {"CounterList": [{"Label": "TV", "Count": "2"}]}},
+                },
+            },
+        }
+    )
+    result = MediaAuditResult.from_data(audit.media_audit_job.data.to_map())
+    assert result.covers == [AuditCover(url="cover", results=[AuditVerdict(scene="ad", score=1.5)])]
+    assert result.video is not None
+    assert result.video.scenes["logo"].counters == {"TV": 2}
+
+    listed = models.ListAIJobResponseBody().from_map(
+        {"AIJobList": {"AIJob": [{"JobId": "j-2", "Data": json.dumps(DNA_DATA)}]}}
+    )
+    dna = MediaDnaResult.from_data(listed.aijob_list.aijob[0].data)
+    assert [match.primary_key for match in dna.matches] == ["older-video"]
