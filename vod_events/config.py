@@ -144,6 +144,29 @@ class OpsSection:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpCallbackSection:
+    listen: str = key("", "host:port to receive VOD HTTP callbacks on; empty: off")
+    path: str = key("/vod/callback", "the URL path callbacks are POSTed to")
+    callback_url: str = key(
+        "", "the callback URL exactly as configured in VOD (what VOD signs; a proxy may differ)"
+    )
+    auth_keys: list[str] = key(
+        [],
+        "VOD AuthKeys accepted (several during rotation); empty: no authentication",
+        secret=True,
+    )
+    timestamp_window: int = key(
+        300, "seconds X-VOD-TIMESTAMP may differ from our clock", low=1, high=86400
+    )
+    max_body_bytes: int = key(
+        1048576, "larger callback bodies are refused (413)", low=1024, high=67108864
+    )
+    max_concurrency: int = key(
+        16, "callbacks processed at once; more get 503 and VOD retries", low=1, high=1024
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class HandlerSection:
     events: list[str] = key(["*"], "EventType names, or '*' for every event")
     call: str = key("", "your handler: 'package.module:function'")
@@ -169,6 +192,7 @@ class Config:
     state: StateSection = field(default_factory=StateSection)
     log: LogSection = field(default_factory=LogSection)
     ops: OpsSection = field(default_factory=OpsSection)
+    http_callback: HttpCallbackSection = field(default_factory=HttpCallbackSection)
     handlers: list[HandlerSection] = field(default_factory=list)
     path: str = "<defaults>"
 
