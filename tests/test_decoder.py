@@ -133,6 +133,13 @@ def test_envelope_with_an_empty_message() -> None:
     assert reason_of(topic_json("")) == "empty message"
 
 
+def test_nested_object_envelopes_are_bounded() -> None:
+    envelope: dict[str, Any] = json.loads(DNA_SEED)
+    for _ in range(6):
+        envelope = {"TopicName": "t", "MessageId": "m", "Message": envelope}
+    assert reason_of(json.dumps(envelope)) == "too many nested envelopes or encodings"
+
+
 def test_nesting_is_bounded() -> None:
     body = DNA_SEED
     for _ in range(6):

@@ -107,6 +107,9 @@ def _json_field(value: Any) -> Any:
 
 
 def _media_content(value: Any) -> Mapping[str, MediaFieldChange | str] | str | None:
+    """MediaContent: ``{field: '{"OldValue": ..., "NewValue": ...}'}``, itself an object or a
+    JSON string. A change that is not such an object is kept as the string sent; MediaContent
+    that is not JSON at all is returned as sent."""
     content = _json_field(value)
     if not isinstance(content, dict):
         return value if isinstance(value, str) else None
@@ -358,7 +361,7 @@ def _result(
     entry: _Field, event_type: str, status: str | None, data: Any, body: bytes | str
 ) -> Any:
     """The typed AI result, under the policy in the module docstring."""
-    if data is None or data == "":
+    if data is None:  # absent, null, or an empty string
         return None
     try:
         return entry.read(data)
@@ -405,9 +408,7 @@ def _unwrap(text: str, body: bytes | str, layer: int) -> dict[str, Any]:
             value = load_json(text)
         except ValueError as exc:
             raise DecodeError(f"invalid JSON: {exc}", excerpt_of(body)) from None
-        if not isinstance(value, dict):  # only possible for invalid input caught above
-            raise DecodeError("JSON value is not an object", excerpt_of(body))
-        return _open_envelope(value, body, layer)
+        return _open_envelope(value, body, layer)  # text starting with "{" parses to an object
     if head == "<":
         return _unwrap(_xml_message(text, body), body, layer + 1)
     decoded = _base64(text)
@@ -422,6 +423,9 @@ def _unwrap(text: str, body: bytes | str, layer: int) -> dict[str, Any]:
 
 
 def _open_envelope(obj: dict[str, Any], body: bytes | str, layer: int) -> dict[str, Any]:
+    """``obj`` itself, or the event inside it when it is a topic envelope."""
+    if layer > _MAX_LAYERS:
+        raise DecodeError("too many nested envelopes or encodings", excerpt_of(body))
     if "EventType" in obj or "Message" not in obj or _ENVELOPE_KEYS.isdisjoint(obj):
         return obj
     message = obj["Message"]

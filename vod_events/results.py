@@ -87,7 +87,7 @@ def _item(value: Any, where: str, known: frozenset[str]) -> dict[str, Any]:
     """The slow path of ``_objects``: an item that is not an object, or has unknown keys."""
     if not isinstance(value, dict):
         raise ResultFormatError(f"{where} holds {_json_type(value)}, not an object")
-    return value if value.keys() <= known else trim_keys(value)
+    return _object(value, where, known)
 
 
 def _keys(names: str) -> frozenset[str]:
