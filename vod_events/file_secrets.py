@@ -1,0 +1,66 @@
+"""Warn when a config file holds a secret that other users can read.
+
+A secret (AccessKey, Redis URL password, http handler key) belongs in a file only its owner
+can read, or outside the file: environment variables from a root-only `EnvironmentFile=`,
+systemd credentials, or a Kubernetes Secret.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from vod_events.config import SECTIONS, HandlerSection
+
+
+def secret_keys_in_file(path: str | os.PathLike[str]) -> list[str]:
+    """The secret keys that have a non-empty value in the file itself (not from the env)."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []  # loading the config reports these properly
+    found = []
+    for name, cls in SECTIONS.items():
+        found += _secret_keys(cls, name, data.get(name))
+    handlers = data.get("handlers")
+    if isinstance(handlers, list):
+        for i, raw in enumerate(handlers):
+            found += _secret_keys(HandlerSection, f"handlers[{i}]", raw)
+    return found
+
+
+def _secret_keys(cls: type[Any], label: str, raw: object) -> list[str]:
+    if not isinstance(raw, dict):
+        return []
+    return [
+        f"{label}.{f.name}"
+        for f in dataclasses.fields(cls)
+        if f.metadata.get("secret") and raw.get(f.name)
+    ]
+
+
+def exposure_warning(path: str | os.PathLike[str]) -> str | None:
+    """A warning with the fix if `path` holds secrets and its group or others can read it."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None
+    if not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return None
+    keys = secret_keys_in_file(path)
+    if not keys:
+        return None
+    readers = " and ".join(
+        who
+        for who, bit in (("its group", stat.S_IRGRP), ("other users", stat.S_IROTH))
+        if mode & bit
+    )
+    return (
+        f"{path} holds secrets ({', '.join(keys)}) and is readable by {readers} "
+        f"(mode {mode:04o}); run `chmod 600 {path}` or move the secrets to environment "
+        "variables (VOD_EVENTS_<SECTION>_<KEY>, ALIBABA_CLOUD_ACCESS_KEY_*)"
+    )

@@ -1,0 +1,206 @@
+"""The ops endpoint: `/metrics`, `/healthz` and `/readyz` over HTTP, on a background thread.
+
+`[ops] listen = "127.0.0.1:9400"` turns it on. Metrics are read from `Stats.snapshot()` at
+scrape time by a custom collector on a private registry, so the endpoint shows exactly the
+consumer's counters (no process-global default registry, no second set of counts).
+
+Metric names follow the Prometheus rules: a `vod_events_` prefix, base units, counters end in
+`_total`, durations in `_seconds`. Nothing exported carries a label value taken from a
+message or the config, so no secret or payload can leak into a scrape.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import structlog
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from vod_events.config import parse_listen
+from vod_events.health import Health, Verdict
+from vod_events.stats import BUCKETS, Histogram, Stats
+
+log = structlog.get_logger("vod_events.ops")
+
+PREFIX = "vod_events"
+
+# Stats counter -> (metric name without the `_total` suffix, help text).
+COUNTER_METRICS: dict[str, tuple[str, str]] = {
+    "received": ("messages_received", "Deliveries taken from the queue."),
+    "handled": ("messages_handled", "Deliveries whose handlers all succeeded."),
+    "retried": ("handler_retries", "Handler calls that failed and were retried in process."),
+    "failed": ("messages_failed", "Deliveries handed back to the queue for a later retry."),
+    "deleted": ("messages_deleted", "Messages deleted from the queue."),
+    "delete_failures": ("delete_failures", "Receipt handles a delete could not act on."),
+    "unhandled": ("messages_unhandled", "Events no handler was registered for (deleted)."),
+    "duplicates": ("messages_duplicate", "Deliveries skipped as already handled (idempotency)."),
+    "dead_lettered": ("messages_dead_lettered", "Messages moved to the dead-letter target."),
+    "released": ("messages_released", "Unstarted messages handed back at shutdown."),
+    "extended": ("visibility_extensions", "Visibility extensions made by the heartbeat."),
+    "poll_errors": ("receive_errors", "Receive calls that failed (network errors, 5xx)."),
+    "empty_polls": ("empty_receives", "Receive calls that returned no message."),
+}
+
+
+class ConsumerCollector(Collector):
+    """Turns one `Stats.snapshot()` and the health verdicts into metric families."""
+
+    def __init__(self, stats: Stats, health: Health) -> None:
+        self.stats = stats
+        self.health = health
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self.stats.snapshot()
+        for counter, value in snapshot.counters.items():
+            # A counter added to Stats later still shows up, under its own name.
+            name, help_text = COUNTER_METRICS.get(counter, (counter, f"Stats counter {counter}."))
+            yield CounterMetricFamily(f"{PREFIX}_{name}", help_text, value=value)
+        yield GaugeMetricFamily(
+            f"{PREFIX}_messages_in_flight",
+            "Messages received and not yet deleted or handed back.",
+            value=snapshot.in_flight,
+        )
+        yield _histogram(
+            "handler_duration_seconds",
+            "Time to run all handlers of one delivery, retries included.",
+            snapshot.handler_seconds,
+        )
+        yield _histogram(
+            "event_lag_seconds",
+            "Time from the message's EnqueueTime to its handlers starting.",
+            snapshot.lag_seconds,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_up",
+            "1 when the consumer is ready: started, connected, not shutting down.",
+            value=int(self.health.readiness().ok),
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_healthy",
+            "1 when every thread runs and the pollers completed a receive recently.",
+            value=int(self.health.liveness().ok),
+        )
+
+
+def _histogram(name: str, help_text: str, histogram: Histogram) -> HistogramMetricFamily:
+    """A Stats histogram (one count per bucket) as Prometheus cumulative buckets."""
+    buckets: list[tuple[str, float]] = []
+    cumulative = 0
+    for bound, count in zip(BUCKETS, histogram.counts, strict=False):
+        cumulative += count
+        buckets.append((_bound_text(bound), cumulative))
+    buckets.append(("+Inf", histogram.count))
+    return HistogramMetricFamily(
+        f"{PREFIX}_{name}", help_text, buckets=buckets, sum_value=histogram.total
+    )
+
+
+def _bound_text(bound: float) -> str:
+    return repr(float(bound))  # "0.005", "1.0": the form client libraries use for `le`
+
+
+def registry_for(stats: Stats, health: Health) -> CollectorRegistry:
+    """A private registry holding only the consumer's metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ConsumerCollector(stats, health))
+    return registry
+
+
+class OpsServer:
+    """Serves the ops endpoint on `listen` until `close()`. Port 0 picks a free port."""
+
+    def __init__(self, listen: str, stats: Stats, health: Health) -> None:
+        host, port = parse_listen(listen)
+        self.health = health
+        self.registry = registry_for(stats, health)
+        handler = type("BoundOpsHandler", (_OpsHandler,), {"ops": self})
+        server_class = _IPv6Server if ":" in host else _Server
+        self._server = server_class((host, port), handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="vod-events-ops", daemon=True
+        )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) actually bound."""
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+    def start(self) -> OpsServer:
+        self._thread.start()
+        log.info("ops endpoint listening", url=self.url)
+        return self
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(timeout=5.0)
+        self._server.server_close()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a hung scraper must not hold up exit
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A scraper that hangs up mid-answer is not worth a traceback on stderr.
+        log.debug("ops request failed", client=str(client_address), exc_info=True)
+
+
+class _IPv6Server(_Server):
+    address_family = socket.AF_INET6
+
+
+class _OpsHandler(BaseHTTPRequestHandler):
+    """One request to the ops endpoint. `ops` is bound per server by `OpsServer`."""
+
+    ops: OpsServer
+    server_version = "vod-events"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._metrics()
+        elif path == "/healthz":
+            self._verdict(self.ops.health.liveness())
+        elif path == "/readyz":
+            self._verdict(self.ops.health.readiness())
+        else:
+            self._send(HTTPStatus.NOT_FOUND, b"not found: try /metrics, /healthz, /readyz\n")
+
+    def _metrics(self) -> None:
+        encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+        self._send(HTTPStatus.OK, encoder(self.ops.registry), content_type)
+
+    def _verdict(self, verdict: Verdict) -> None:
+        status = HTTPStatus.OK if verdict.ok else HTTPStatus.SERVICE_UNAVAILABLE
+        self._send(status, f"{verdict.reason}\n".encode())
+
+    def _send(
+        self, status: HTTPStatus, body: bytes, content_type: str = "text/plain; charset=utf-8"
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # probes every few seconds would drown the log
