@@ -247,8 +247,25 @@ def from_dict(data: Mapping[str, Any], where: str, environ: Mapping[str, str]) -
         handler = _section(HandlerSection, label, raw, where, {})
         _check_handler(handler, label, where)
         handlers.append(handler)
+    if sections["ops"].listen:
+        try:
+            parse_listen(sections["ops"].listen)
+        except ValueError as exc:
+            raise ConfigError(str(exc), path=where, key="ops.listen") from None
     config = Config(**sections, handlers=handlers, path=where)
     return _with_credentials_from_env(config, environ)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """Split "host:port" ("[::1]:9400" for IPv6, ":9400" for every interface).
+
+    Raises ValueError saying what is allowed.
+    """
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"must be host:port with a port in 0..65535, got {listen!r}")
+    host = host.removeprefix("[").removesuffix("]")
+    return host or "0.0.0.0", int(port_text)  # noqa: S104 - ":9400" asks for every interface
 
 
 def _section(

@@ -19,6 +19,8 @@ from vod_events import log as logging_setup
 from vod_events.app import build_consumer
 from vod_events.config import load
 from vod_events.errors import ConfigError
+from vod_events.file_secrets import exposure_warning
+from vod_events.supervision import supervised
 from vod_events.worker import Consumer
 
 EXIT_CONFIG = 2
@@ -32,12 +34,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load(args.config)
         logging_setup.configure(config.log.level, config.log.format)
+        if warning := exposure_warning(config.path):
+            structlog.get_logger("vod_events.consume").warning(warning)
         consumer = build_consumer(config)
+        # The ops endpoint and systemd notifications, when configured / run by systemd.
+        with supervised(config, consumer):
+            install_signal_handlers(consumer)
+            return consumer.run()
     except ConfigError as exc:
         print(f"vod-events: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    install_signal_handlers(consumer)
-    return consumer.run()
 
 
 def install_signal_handlers(consumer: Consumer) -> None:
