@@ -146,25 +146,30 @@ def _sqlite_tmp(tmp_path: Path) -> None:
     SQLiteModel.tmp = str(tmp_path)
 
 
-def test_sqlite_claims_are_exclusive_across_threads(tmp_path: Path) -> None:
-    path = tmp_path / "d.sqlite3"
-    stores = [SQLiteStore(path) for _ in range(4)]
+def claim_winners(stores: list[IdempotencyStore]) -> int:
+    """Every store claims one key at the same instant, each from its own thread; then closes."""
     wins: list[int] = []
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(len(stores))
 
-    def contend(i: int) -> None:
+    def contend(store: IdempotencyStore) -> None:
         barrier.wait()
-        if stores[i % 4].claim("same-key").state is ClaimState.CLAIMED:
-            wins.append(i)
+        if store.claim("same-key").state is ClaimState.CLAIMED:
+            wins.append(1)
 
-    threads = [threading.Thread(target=contend, args=(i,)) for i in range(8)]
+    threads = [threading.Thread(target=contend, args=(store,)) for store in stores]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(wins) == 1
     for store in stores:
         store.close()
+    return len(wins)
+
+
+def test_sqlite_claims_are_exclusive_across_threads(tmp_path: Path) -> None:
+    path = tmp_path / "d.sqlite3"
+    stores = [SQLiteStore(path) for _ in range(4)]
+    assert claim_winners([stores[i % 4] for i in range(8)]) == 1
 
 
 def test_sqlite_state_survives_a_new_process(tmp_path: Path) -> None:
@@ -233,23 +238,7 @@ def test_redis_renew_keeps_a_long_claim(redis_url: str) -> None:
 
 def test_redis_claims_are_exclusive_across_clients(redis_url: str) -> None:
     prefix = f"t-{uuid.uuid4().hex}:"
-    stores = [RedisStore(redis_url, prefix=prefix) for _ in range(8)]
-    wins: list[int] = []
-    barrier = threading.Barrier(8)
-
-    def contend(i: int) -> None:
-        barrier.wait()
-        if stores[i].claim("same").state is ClaimState.CLAIMED:
-            wins.append(i)
-
-    threads = [threading.Thread(target=contend, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(wins) == 1
-    for store in stores:
-        store.close()
+    assert claim_winners([RedisStore(redis_url, prefix=prefix) for _ in range(8)]) == 1
 
 
 def test_sqlite_late_release_does_not_free_a_claim_taken_over(tmp_path: Path) -> None:
