@@ -1,0 +1,379 @@
+"""Submit VOD AI jobs (SubmitAIJob) and read their status and results (ListAIJob).
+
+The jobs run asynchronously: their results arrive later as the ``AIVideoTagComplete`` and
+``AIMediaDNAComplete`` events this daemon consumes. ``list_ai_jobs`` reads the same results
+on demand, decoded into the same typed results as the events (``vod_events.results``).
+
+    jobs = submit_ai_job("3D3D1234...", ["AIVideoTag"], config='{"AIVideoTag": {...}}')
+    for job in list_ai_jobs([job.job_id for job in jobs]):
+        print(job.status, job.result)
+
+Every input is checked before any request is sent (``AIJobInputError``); a refusal by the
+service or an unreachable endpoint raises ``VodApiError`` with the service's error code and
+request id. Credentials are those of the daemon: an AccessKey (argument or the
+``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``_SECRET`` / ``ALIBABA_CLOUD_SECURITY_TOKEN`` variables),
+or the Alibaba Cloud default credential chain.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from vod_events.errors import VodEventsError
+from vod_events.results import MediaAuditResult, MediaDnaResult, ResultFormatError, VideoTagResult
+
+__all__ = [
+    "AIJob",
+    "AIJobInputError",
+    "AIResult",
+    "Credentials",
+    "SubmittedJob",
+    "VodApiError",
+    "list_ai_jobs",
+    "submit_ai_job",
+]
+
+# The job types SubmitAIJob accepts, and the regions offering each (SubmitAIJob's docs).
+TYPE_REGIONS: dict[str, frozenset[str]] = {
+    "AIVideoTag": frozenset({"cn-beijing", "cn-shanghai"}),
+    "AIMediaDNA": frozenset({"cn-beijing", "cn-shanghai", "ap-southeast-1"}),
+}
+DEFAULT_REGION = "cn-shanghai"
+MAX_EXTEND_BYTES = 512  # VOD passes UserData.Extend through to the events, up to this size
+MAX_IDS_PER_CALL = 10  # ListAIJob's limit on JobIds
+TIMEOUT_MS = 10_000  # connect and read timeout of each API call
+
+AIResult = VideoTagResult | MediaDnaResult | MediaAuditResult
+
+# How ListAIJob's Data is read, per job Type: the same readers as the events' Data.
+RESULT_READERS: dict[str, Callable[[str], AIResult]] = {
+    "AIVideoTag": VideoTagResult.from_data,
+    "AIMediaDNA": MediaDnaResult.from_data,
+    "AIMediaAudit": MediaAuditResult.from_data,
+}
+
+
+class AIJobInputError(VodEventsError):
+    """An argument that would make the request fail; nothing was sent."""
+
+
+class VodApiError(VodEventsError):
+    """The VOD API refused a request (``code``, ``request_id`` from its reply) or could not be
+    reached (``code`` is empty)."""
+
+    def __init__(
+        self,
+        action: str,
+        message: str,
+        *,
+        code: str = "",
+        request_id: str = "",
+        status_code: int | None = None,
+    ) -> None:
+        self.action = action
+        self.message = message
+        self.code = code
+        self.request_id = request_id
+        self.status_code = status_code
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        """``SubmitAIJob failed: Forbidden.RAM (HTTP 403), request id 2581...: <message>``."""
+        head = self.code
+        if self.status_code is not None:
+            head = f"{head} (HTTP {self.status_code})".strip()
+        if self.request_id:
+            head = f"{head}, request id {self.request_id}"
+        return f"{self.action} failed: " + (f"{head}: {self.message}" if head else self.message)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """An AccessKey, or ``default_chain`` for the Alibaba Cloud default credential chain
+    (environment, RAM role, OIDC, profile) with refresh."""
+
+    access_key_id: str = ""
+    access_key_secret: str = field(default="", repr=False)  # never printed by accident
+    security_token: str = field(default="", repr=False)
+    default_chain: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Credentials:
+        """The AccessKey from the ``ALIBABA_CLOUD_*`` variables, as the daemon reads them."""
+        env = os.environ if environ is None else environ
+        return cls(
+            access_key_id=env.get("ALIBABA_CLOUD_ACCESS_KEY_ID", ""),
+            access_key_secret=env.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ""),
+            security_token=env.get("ALIBABA_CLOUD_SECURITY_TOKEN", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SubmittedJob:
+    """One job SubmitAIJob created."""
+
+    job_id: str
+    type: str
+    media_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AIJob:
+    """One job as ListAIJob reports it.
+
+    status: success / fail / init / processing, or ``not_found`` for an id VOD does not know.
+    result: the decoded ``data`` of a successful job (``None`` otherwise, or when it cannot be
+        read: ``result_error`` then says why and ``data`` still holds it as sent).
+    """
+
+    job_id: str
+    status: str
+    type: str | None = None
+    media_id: str | None = None
+    code: str | None = None
+    message: str | None = None
+    creation_time: str | None = None
+    complete_time: str | None = None
+    result: AIResult | None = None
+    result_error: str | None = None
+    data: str | None = None
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def parse_types(types: str | Iterable[str]) -> list[str]:
+    """``"AIVideoTag,AIMediaDNA"`` or a list of names -> the distinct names, in order."""
+    names = types.split(",") if isinstance(types, str) else list(types)
+    found: list[str] = []
+    for name in (n.strip() for n in names):
+        if not name:
+            continue
+        if name not in TYPE_REGIONS:
+            raise AIJobInputError(f"unknown AI job type {name!r}; known: {', '.join(TYPE_REGIONS)}")
+        if name not in found:
+            found.append(name)
+    if not found:
+        raise AIJobInputError(f"no AI job type given; known: {', '.join(TYPE_REGIONS)}")
+    return found
+
+
+def check_region(region: str, types: Sequence[str]) -> None:
+    """Raise unless ``region`` offers every job type in ``types``."""
+    for name in types:
+        regions = TYPE_REGIONS[name]
+        if region not in regions:
+            raise AIJobInputError(
+                f"{name} is not offered in region {region!r}; use one of: "
+                f"{', '.join(sorted(regions))}"
+            )
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise AIJobInputError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise AIJobInputError(f"{what} must be a JSON object, got {text.strip()[:40]!r}")
+    return value
+
+
+def check_user_data(text: str) -> None:
+    """UserData must be a JSON object; its ``Extend`` (object or string) at most 512 bytes."""
+    data = _json_object(text, "UserData")
+    extend = data.get("Extend")
+    if extend is None:
+        return
+    encoded = (
+        extend if isinstance(extend, str) else json.dumps(extend, separators=(",", ":"))
+    ).encode("utf-8")
+    if len(encoded) > MAX_EXTEND_BYTES:
+        raise AIJobInputError(
+            f"UserData.Extend is {len(encoded)} bytes; VOD allows at most {MAX_EXTEND_BYTES}"
+        )
+
+
+# --- the API ---------------------------------------------------------------------------------
+
+
+def submit_ai_job(
+    media_id: str,
+    types: str | Iterable[str],
+    *,
+    config: str | None = None,
+    user_data: str | None = None,
+    region: str = DEFAULT_REGION,
+    endpoint: str | None = None,
+    credentials: Credentials | None = None,
+) -> list[SubmittedJob]:
+    """Submit AI jobs of ``types`` for the video ``media_id``; return the jobs created.
+
+    config / user_data: JSON objects as text, sent as given (``{"AIVideoTag":
+        {"AnalyseTypes": "ASR,OCR"}}``; ``{"Extend": {...}}``, which comes back in the events).
+    endpoint: ``host[:port]``, optionally with ``http://``; default: the region's endpoint.
+    credentials: default ``Credentials.from_env()``.
+    """
+    media_id = media_id.strip()
+    if not media_id:
+        raise AIJobInputError("a media id is required")
+    names = parse_types(types)
+    check_region(region, names)
+    if config is not None:
+        _json_object(config, "Config")
+    if user_data is not None:
+        check_user_data(user_data)
+    client = _client(region, endpoint, credentials)
+
+    from alibabacloud_vod20170321.models import SubmitAIJobRequest
+
+    request = SubmitAIJobRequest(
+        media_id=media_id, types=",".join(names), config=config, user_data=user_data
+    )
+    body = _call("SubmitAIJob", lambda: client.submit_aijob(request)).body
+    listed = body.aijob_list.aijob if body.aijob_list is not None else None
+    return [
+        SubmittedJob(job_id=job.job_id or "", type=job.type or "", media_id=job.media_id or "")
+        for job in listed or []
+    ]
+
+
+def list_ai_jobs(
+    job_ids: Iterable[str],
+    *,
+    region: str = DEFAULT_REGION,
+    endpoint: str | None = None,
+    credentials: Credentials | None = None,
+) -> list[AIJob]:
+    """The status (and, when done, the typed result) of each job, in the order asked.
+
+    ListAIJob takes at most 10 ids, so more are asked in several calls. An id VOD does not
+    know is reported with status ``not_found``.
+    """
+    ids = list(dict.fromkeys(i.strip() for i in job_ids if i.strip()))
+    if not ids:
+        raise AIJobInputError("at least one job id is required")
+    client = _client(region, endpoint, credentials)
+
+    from alibabacloud_vod20170321.models import ListAIJobRequest
+
+    found: dict[str, AIJob] = {}
+    for chunk in _chunks(ids, MAX_IDS_PER_CALL):
+        request = ListAIJobRequest(job_ids=",".join(chunk))
+        body = _call("ListAIJob", functools.partial(client.list_aijob, request)).body
+        for job in body.aijob_list.aijob if body.aijob_list and body.aijob_list.aijob else []:
+            if job.job_id:
+                found[job.job_id] = _ai_job(job)
+    return [found.get(i) or AIJob(job_id=i, status="not_found") for i in ids]
+
+
+def _ai_job(job: Any) -> AIJob:
+    """An AIJob from the SDK's ListAIJobResponseBodyAIJobListAIJob."""
+    result: AIResult | None = None
+    error: str | None = None
+    reader = RESULT_READERS.get(job.type or "")
+    if job.status == "success" and job.data and reader is not None:
+        try:
+            result = reader(job.data)
+        except ResultFormatError as exc:
+            error = str(exc)
+    return AIJob(
+        job_id=job.job_id,
+        status=job.status or "",
+        type=job.type,
+        media_id=job.media_id,
+        code=job.code,
+        message=job.message,
+        creation_time=job.creation_time,
+        complete_time=job.complete_time,
+        result=result,
+        result_error=error,
+        data=job.data,
+    )
+
+
+_T = TypeVar("_T")
+
+
+def _chunks(items: Sequence[_T], size: int) -> Iterable[Sequence[_T]]:
+    return (items[i : i + size] for i in range(0, len(items), size))
+
+
+def _client(region: str, endpoint: str | None, credentials: Credentials | None) -> Any:
+    """The SDK client. Its packages load only here, so the daemon does not pay for them."""
+    creds = credentials if credentials is not None else Credentials.from_env()
+    if not creds.default_chain and not (creds.access_key_id and creds.access_key_secret):
+        raise AIJobInputError(
+            "no credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and "
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET (or use the default credential chain)"
+        )
+    protocol, host = "https", endpoint
+    if endpoint is not None:
+        scheme, sep, rest = endpoint.partition("://")
+        if sep:
+            if scheme not in ("http", "https") or not rest:
+                raise AIJobInputError("endpoint must be host[:port] or http(s)://host[:port]")
+            protocol, host = scheme, rest
+        host = host.rstrip("/") if host else host
+        if not host:
+            raise AIJobInputError("endpoint is empty")
+
+    from alibabacloud_tea_openapi.utils_models import Config
+    from alibabacloud_vod20170321.client import Client
+
+    settings = Config(
+        region_id=region,
+        endpoint=host,
+        protocol=protocol,
+        connect_timeout=TIMEOUT_MS,
+        read_timeout=TIMEOUT_MS,
+    )
+    if creds.default_chain:
+        from alibabacloud_credentials.client import Client as CredentialClient
+
+        settings.credential = CredentialClient()
+    else:
+        settings.access_key_id = creds.access_key_id
+        settings.access_key_secret = creds.access_key_secret
+        settings.security_token = creds.security_token or None
+    return Client(settings)
+
+
+def _call(action: str, request: Callable[[], _T]) -> _T:
+    """Make one SDK call, turning its exceptions into VodApiError."""
+    from alibabacloud_credentials.exceptions import CredentialException
+    from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
+    from Tea.exceptions import TeaException, UnretryableException
+
+    try:
+        return request()
+    except AlibabaCloudException as exc:  # the service answered with an error
+        data = exc.data if isinstance(exc.data, dict) else {}
+        raise VodApiError(
+            action,
+            _one_line(str(data.get("Message") or exc.message or "")),
+            code=str(exc.code or ""),
+            request_id=str(exc.request_id or data.get("RequestId") or ""),
+            status_code=exc.status_code,
+        ) from None
+    except UnretryableException as exc:  # no reply: refused, timed out, TLS, DNS
+        raise VodApiError(action, _unreachable(exc.inner_exception)) from None
+    except (TeaException, CredentialException) as exc:
+        raise VodApiError(action, _one_line(str(getattr(exc, "message", None) or exc))) from None
+
+
+def _unreachable(cause: BaseException) -> str:
+    """A short reason for a failed connection; the library's own text is a long repr."""
+    errno = re.search(r"\[Errno -?\d+\][^'\")]*", str(cause))
+    detail = f": {errno.group(0).strip()}" if errno else ""
+    return f"cannot reach the endpoint ({type(cause).__name__}{detail})"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:300]
