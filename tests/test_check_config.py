@@ -1,0 +1,163 @@
+"""`vod-events check-config`: validation, the effective config printed with secrets masked,
+and the warning about config files others can read."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from vod_events import cli, toml_writer
+from vod_events.config import SECRET_MASK, load, masked
+
+ACCESS_SECRET = "planted-access-secret-3b1f"
+HMAC_SECRET = "planted-hmac-secret-77aa"
+
+VALID = f"""
+[mns]
+endpoint = "http://127.0.0.1:9876"
+queue = "events"
+access_key_id = "key-id"
+access_key_secret = "{ACCESS_SECRET}"
+
+[consumer]
+workers = 4
+
+[[handlers]]
+events = ["AIVideoTagComplete"]
+type = "http"
+url = "http://127.0.0.1:8080/vod"
+secret = "{HMAC_SECRET}"
+"""
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("VOD_EVENTS_", "ALIBABA_CLOUD_")):
+            monkeypatch.delenv(name)
+
+
+def write(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
+    path = tmp_path / "vod-events.toml"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def check(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = cli.main(["check-config", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_prints_the_effective_config_as_toml_with_secrets_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, VALID)
+    code, out, err = check(capsys, "--config", str(path))
+    assert (code, err) == (0, "")
+    assert out.startswith(f"# effective configuration of {path}\n")
+    printed = tomllib.loads(out)
+    assert printed == masked(load(path))
+    assert printed["mns"]["access_key_secret"] == SECRET_MASK
+    assert printed["mns"]["access_key_id"] == SECRET_MASK
+    assert printed["mns"]["security_token"] == ""  # unset secrets show as unset
+    assert printed["handlers"][0]["secret"] == SECRET_MASK
+    assert printed["handlers"][0]["url"] == "http://127.0.0.1:8080/vod"
+    assert printed["consumer"]["workers"] == 4
+    assert printed["consumer"]["pollers"] == 2  # defaults are filled in
+    assert ACCESS_SECRET not in out
+    assert HMAC_SECRET not in out
+
+
+def test_json_output_and_environment_overrides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, VALID.replace(f'access_key_secret = "{ACCESS_SECRET}"\n', ""))
+    monkeypatch.setenv("VOD_EVENTS_CONSUMER_WORKERS", "32")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ACCESS_SECRET)
+    code, out, _ = check(capsys, "--config", str(path), "--format", "json")
+    assert code == 0
+    printed = json.loads(out)
+    assert printed["consumer"]["workers"] == 32  # the environment beats the file
+    assert printed["mns"]["access_key_secret"] == SECRET_MASK  # from the environment, masked
+    assert ACCESS_SECRET not in out
+
+
+def test_invalid_config_exits_2_naming_file_and_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, VALID.replace("workers = 4", 'workers = "many"'))
+    code, out, err = check(capsys, "--config", str(path))
+    assert code == 2
+    assert out == ""
+    assert err == (
+        f"vod-events: config error: {path}, key 'consumer.workers': "
+        "must be an integer, got 'many'\n"
+    )
+
+
+def test_a_handler_that_cannot_be_imported_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = VALID + '\n[[handlers]]\nevents = ["*"]\ncall = "no_such_module_xyz:handle"\n'
+    path = write(tmp_path, text)
+    code, out, err = check(capsys, "--config", str(path))
+    assert code == 2
+    assert out == ""
+    assert err.startswith(
+        f"vod-events: config error: {path}, key 'handlers[1].call': "
+        "cannot import module 'no_such_module_xyz' for handler 'no_such_module_xyz:handle'"
+    )
+
+
+def test_secrets_in_a_file_others_can_read_get_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, VALID, mode=0o644)
+    code, out, err = check(capsys, "--config", str(path))
+    assert code == 0
+    assert err == (
+        f"vod-events: warning: {path} holds secrets (mns.access_key_id, "
+        "mns.access_key_secret, handlers[0].secret) and is readable by its group and other "
+        f"users (mode 0644); run `chmod 600 {path}` or move the secrets to environment "
+        "variables (VOD_EVENTS_<SECTION>_<KEY>, ALIBABA_CLOUD_ACCESS_KEY_*)\n"
+    )
+    assert ACCESS_SECRET not in err + out
+
+    path.chmod(0o640)
+    _, _, err = check(capsys, "--config", str(path))
+    assert "readable by its group (mode 0640)" in err
+
+    path.chmod(0o600)
+    assert check(capsys, "--config", str(path))[2] == ""
+
+
+def test_a_readable_file_without_secrets_gets_no_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = '[mns]\nendpoint = "http://127.0.0.1:9876"\n'
+    path = write(tmp_path, text, mode=0o644)
+    code, _, err = check(capsys, "--config", str(path))
+    assert (code, err) == (0, "")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['say "hi"', "back\\slash", "two\nlines\ttab", "bell\x07 del\x7f", "ünïcødé ✓ 😀", ""],
+)
+def test_toml_strings_round_trip(text: str) -> None:
+    data = {"section": {"value": text, "items": [text, "x"]}}
+    assert tomllib.loads(toml_writer.dumps(data)) == data
+
+
+def test_toml_numbers_keep_their_types() -> None:
+    data = {"s": {"i": 3, "f": 30.0, "tiny": 1e-9, "big": 604800.0, "t": True, "inf": 1e400}}
+    loaded = tomllib.loads(toml_writer.dumps(data))
+    assert loaded == data
+    assert isinstance(loaded["s"]["f"], float)
+    assert isinstance(loaded["s"]["i"], int)
