@@ -385,5 +385,6 @@ def secrets(config: Config) -> list[str]:
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
             if f.metadata.get("secret") and value:
-                found.append(str(value))
+                # A list of secrets (e.g. rotated keys): each one, not the list's repr.
+                found += [str(v) for v in value] if isinstance(value, list) else [str(value)]
     return found
