@@ -1,0 +1,372 @@
+"""Configuration: every kind of error with its exact message, environment overrides and their
+precedence, secret masking, the generated example, and no secret in a real run's output."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import signal
+import tomllib
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import event_body, wait_for
+from http_app import App, serve
+from service_process import Daemon
+
+from vod_events.config import (
+    SECRET_MASK,
+    SECTIONS,
+    Config,
+    ConsumerSection,
+    HandlerSection,
+    from_dict,
+    load,
+    masked,
+    secrets,
+)
+from vod_events.config_example import example_toml
+from vod_events.errors import ConfigError
+from vod_events.mns_server import LocalMNSServer
+from vod_events.mns_transport import MNSTransport
+
+REPO = Path(__file__).parent.parent
+MINIMAL = '[mns]\nendpoint = "http://127.0.0.1:9876"\n'
+
+
+def error_of(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> str:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load(path, environ or {})
+    return str(raised.value)
+
+
+def with_endpoint(snippet: str) -> str:
+    """`snippet` (top-level keys first) plus the one required key, unless it sets [mns]."""
+    return snippet + "\n" + ("" if "[mns]" in snippet else MINIMAL)
+
+
+def allowed_keys(cls: type[Any]) -> str:
+    return ", ".join(f.name for f in dataclasses.fields(cls))
+
+
+# ------------------------------------------------------------------ errors, each kind
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path / "nope.toml", {})
+    assert str(raised.value) == f"{tmp_path / 'nope.toml'}: file not found"
+
+
+def test_not_toml(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "[mns\n")
+    assert message.startswith(f"{tmp_path / 'bad.toml'}: not valid TOML: ")
+    assert "line 1" in message
+
+
+def test_unknown_section(tmp_path: Path) -> None:
+    message = error_of(tmp_path, MINIMAL + "[consumers]\nworkers = 2\n")
+    allowed = ", ".join([*SECTIONS, "handlers"])
+    assert message == (
+        f"{tmp_path / 'bad.toml'}, key 'consumers': unknown section; allowed: {allowed}"
+    )
+
+
+def test_unknown_key(tmp_path: Path) -> None:
+    message = error_of(tmp_path, MINIMAL + "[consumer]\nworker = 2\n")
+    assert message == (
+        f"{tmp_path / 'bad.toml'}, key 'consumer.worker': unknown key; "
+        f"allowed in [consumer]: {allowed_keys(ConsumerSection)}"
+    )
+
+
+def test_unknown_handler_key(tmp_path: Path) -> None:
+    message = error_of(tmp_path, MINIMAL + '[[handlers]]\ntype = "log"\nurl2 = "x"\n')
+    assert message == (
+        f"{tmp_path / 'bad.toml'}, key 'handlers[0].url2': unknown key; "
+        f"allowed in [handlers[0]]: {allowed_keys(HandlerSection)}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ('[consumer]\nworkers = "many"', "key 'consumer.workers': must be an integer, got 'many'"),
+        ("[consumer]\nworkers = true", "key 'consumer.workers': must be an integer, got True"),
+        ("[consumer]\nworkers = 2.5", "key 'consumer.workers': must be an integer, got 2.5"),
+        ('[retry]\nmax_wait = "5s"', "key 'retry.max_wait': must be a number, got '5s'"),
+        ('[mns]\nendpoint = "http://x"\nqueue = 3', "key 'mns.queue': must be a string, got 3"),
+        (
+            '[[handlers]]\nevents = "*"\ntype = "log"',
+            "key 'handlers[0].events': must be a list of strings, got '*'",
+        ),
+    ],
+)
+def test_wrong_type(tmp_path: Path, snippet: str, expected: str) -> None:
+    assert error_of(tmp_path, with_endpoint(snippet)) == f"{tmp_path / 'bad.toml'}, {expected}"
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("[consumer]\nwait_seconds = 31", "key 'consumer.wait_seconds': must be in 0..30, got 31"),
+        ("[consumer]\nworkers = 0", "key 'consumer.workers': must be in 1..1024, got 0"),
+        (
+            "[retry]\nmax_seconds = -1",
+            "key 'retry.max_seconds': must be in 0..3600, got -1.0",
+        ),
+        (
+            '[log]\nlevel = "verbose"',
+            "key 'log.level': must be one of 'debug', 'info', 'warning', 'error', "
+            "'critical', got 'verbose'",
+        ),
+        (
+            '[ops]\nlisten = "localhost"',
+            "key 'ops.listen': must be host:port with a port in 0..65535, got 'localhost'",
+        ),
+        (
+            '[ops]\nlisten = "127.0.0.1:70000"',
+            "key 'ops.listen': must be host:port with a port in 0..65535, got '127.0.0.1:70000'",
+        ),
+    ],
+)
+def test_out_of_range(tmp_path: Path, snippet: str, expected: str) -> None:
+    assert error_of(tmp_path, with_endpoint(snippet)) == f"{tmp_path / 'bad.toml'}, {expected}"
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("[consumer]", None),  # an empty section is fine
+        ("consumer = 3", "key 'consumer': must be a table ([section])"),
+        ("handlers = 3", "key 'handlers': must be an array of tables ([[handlers]])"),
+        ("[[handlers]]\nevents = []\ntype = 'log'", "key 'handlers[0].events': must list at "),
+        ("[[handlers]]\nevents = ['*']", "key 'handlers[0]': set exactly one of 'call' or 'type'"),
+        (
+            "[[handlers]]\ncall = 'a:b'\ntype = 'log'",
+            "key 'handlers[0]': set exactly one of 'call' or 'type'",
+        ),
+        ("[[handlers]]\ntype = 'jsonl'", "key 'handlers[0].path': the jsonl handler needs 'path'"),
+        (
+            "[[handlers]]\ntype = 'http'\nurl = 'ftp://x'",
+            "key 'handlers[0].url': the http handler needs an http(s) 'url'",
+        ),
+    ],
+)
+def test_structure_errors(tmp_path: Path, snippet: str, expected: str | None) -> None:
+    path = tmp_path / "cfg.toml"
+    path.write_text(with_endpoint(snippet))
+    if expected is None:
+        assert load(path, {}).consumer == ConsumerSection()
+        return
+    with pytest.raises(ConfigError) as raised:
+        load(path, {})
+    assert str(raised.value).startswith(f"{path}, {expected}")
+
+
+def test_endpoint_is_required(tmp_path: Path) -> None:
+    assert error_of(tmp_path, '[mns]\nqueue = "q"\n') == (
+        f"{tmp_path / 'bad.toml'}, key 'mns.endpoint': is required (or VOD_EVENTS_MNS_ENDPOINT)"
+    )
+
+
+def test_environment_errors_name_the_variable(tmp_path: Path) -> None:
+    assert error_of(tmp_path, MINIMAL, {"VOD_EVENTS_CONSUMER_WORKERS": "lots"}) == (
+        "key 'VOD_EVENTS_CONSUMER_WORKERS': environment variable must be an integer"
+    )
+    assert error_of(tmp_path, MINIMAL, {"VOD_EVENTS_CONSUMER_WORKERS": "0"}) == (
+        "environment, key 'VOD_EVENTS_CONSUMER_WORKERS': must be in 1..1024, got 0"
+    )
+    assert error_of(tmp_path, MINIMAL, {"VOD_EVENTS_LOG_FORMAT": "xml"}) == (
+        "environment, key 'VOD_EVENTS_LOG_FORMAT': must be one of 'auto', 'json', 'console', "
+        "got 'xml'"
+    )
+
+
+# ------------------------------------------------------------------ precedence
+
+
+def test_environment_beats_file_beats_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.toml"
+    path.write_text(MINIMAL + "[consumer]\nworkers = 4\npollers = 3\n[retry]\nmax_wait = 1.5\n")
+    environ = {
+        "VOD_EVENTS_CONSUMER_WORKERS": "32",
+        "VOD_EVENTS_RETRY_INITIAL_WAIT": "0.5",
+        "VOD_EVENTS_MNS_QUEUE": "from-env",
+        "VOD_EVENTS_HTTP_CALLBACK_AUTH_KEYS": "key-a, key-b",
+    }
+    config = load(path, environ)
+    assert config.consumer.workers == 32  # environment over file
+    assert config.consumer.pollers == 3  # file over default
+    assert config.consumer.prefetch == 16  # default
+    assert config.retry.initial_wait == 0.5  # environment over default
+    assert config.retry.max_wait == 1.5
+    assert config.mns.queue == "from-env"
+    assert config.http_callback.auth_keys == ["key-a", "key-b"]  # lists: comma-separated
+
+
+def test_endpoint_from_the_environment_alone(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.toml"
+    path.write_text("[consumer]\nworkers = 4\n")
+    config = load(path, {"VOD_EVENTS_MNS_ENDPOINT": "http://127.0.0.1:1"})
+    assert config.mns.endpoint == "http://127.0.0.1:1"
+
+
+def test_access_key_precedence(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.toml"
+    alibaba = {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "std-id",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "std-secret",
+        "ALIBABA_CLOUD_SECURITY_TOKEN": "std-token",
+    }
+    path.write_text(MINIMAL)
+    assert (load(path, alibaba).mns.access_key_id, load(path, alibaba).mns.security_token) == (
+        "std-id",
+        "std-token",
+    )
+    path.write_text(MINIMAL + 'access_key_secret = "file-secret"\n')
+    assert load(path, alibaba).mns.access_key_secret == "file-secret"  # the file wins
+    ours = {**alibaba, "VOD_EVENTS_MNS_ACCESS_KEY_SECRET": "ours"}
+    assert load(path, ours).mns.access_key_secret == "ours"  # VOD_EVENTS_* wins over all
+
+
+# ------------------------------------------------------------------ secrets
+
+
+def secretive_config() -> Config:
+    data = {
+        "mns": {
+            "endpoint": "http://127.0.0.1:9876",
+            "access_key_id": "id-PLANTED",
+            "access_key_secret": "secret-PLANTED",
+        },
+        "dedupe": {"backend": "redis", "url": "redis://:redis-pw-PLANTED@10.0.0.5:6379/0"},
+        "http_callback": {"auth_keys": ["auth-1-PLANTED", "auth-2-PLANTED"]},
+        "handlers": [{"type": "http", "url": "http://app:8080/", "secret": "hmac-PLANTED"}],
+    }
+    return from_dict(data, "<test>", {"ALIBABA_CLOUD_SECURITY_TOKEN": "token-PLANTED"})
+
+
+def test_masking_hides_every_secret_and_shows_unset_ones() -> None:
+    config = secretive_config()
+    shown = masked(config)
+    assert shown["mns"]["access_key_secret"] == SECRET_MASK
+    assert shown["mns"]["security_token"] == SECRET_MASK  # from the environment
+    assert shown["dedupe"]["url"] == SECRET_MASK
+    assert shown["http_callback"]["auth_keys"] == SECRET_MASK
+    assert shown["handlers"][0]["secret"] == SECRET_MASK
+    assert shown["handlers"][0]["url"] == "http://app:8080/"
+    assert "PLANTED" not in json.dumps(shown)
+    assert "PLANTED" not in repr(shown)
+    plain = masked(load_minimal())
+    assert plain["mns"]["access_key_secret"] == ""  # unset: nothing to hide
+
+
+def load_minimal() -> Config:
+    return from_dict(tomllib.loads(MINIMAL), "<test>", {})
+
+
+def test_secrets_lists_each_secret_value() -> None:
+    assert sorted(secrets(secretive_config())) == sorted(
+        [
+            "id-PLANTED",
+            "secret-PLANTED",
+            "token-PLANTED",
+            "redis://:redis-pw-PLANTED@10.0.0.5:6379/0",
+            "auth-1-PLANTED",
+            "auth-2-PLANTED",
+            "hmac-PLANTED",
+        ]
+    )
+
+
+# ------------------------------------------------------------------ config.example.toml
+
+
+def test_committed_example_is_the_generated_one() -> None:
+    committed = (REPO / "config.example.toml").read_text()
+    assert committed == example_toml(), (
+        "config.example.toml is stale: python -m vod_events.config_example > config.example.toml"
+    )
+
+
+def test_example_documents_every_key_with_its_true_default(tmp_path: Path) -> None:
+    text = example_toml()
+    # Uncomment every `# key = value` line: the result must be exactly the defaults.
+    assignment = re.compile(r"^# ([a-z_]+ = .*)$")
+    uncommented = "\n".join(
+        assignment.sub(r"\1", line) if assignment.match(line) else line
+        for line in text.splitlines()
+    )
+    path = tmp_path / "example.toml"
+    path.write_text(uncommented)
+    full = load(path, {})
+    as_is = load(REPO / "config.example.toml", {})
+    assert full == dataclasses.replace(as_is, path=str(path))
+    for name, cls in SECTIONS.items():
+        expected = (
+            cls() if name != "mns" else dataclasses.replace(cls(), endpoint=full.mns.endpoint)
+        )
+        assert getattr(full, name) == expected, name
+        for f in dataclasses.fields(cls):
+            assert re.search(rf"^(# )?{f.name} = ", text.split(f"[{name}]")[1], re.M), f.name
+    assert full.handlers == [HandlerSection(type="log")]
+
+
+# ------------------------------------------------------------------ a real run, grepped
+
+KEY_ID, ACCESS_SECRET = "run-key-id-PLANTED", "run-access-secret-PLANTED"
+REDIS_PASSWORD, HMAC_SECRET = "run-redis-password-PLANTED", "run-hmac-secret-PLANTED"
+
+
+def test_no_secret_in_any_output_of_a_real_run(tmp_path: Path) -> None:
+    with (
+        LocalMNSServer(access_key_id=KEY_ID, access_key_secret=ACCESS_SECRET) as server,
+        serve(App(statuses=(503, 400))) as app,
+    ):
+        server.create_queue("events")
+        sender = MNSTransport(
+            server.endpoint, "events", access_key_id=KEY_ID, access_key_secret=ACCESS_SECRET
+        )
+        for i in range(3):
+            sender.send(event_body(f"job-{i}"))
+        config = tmp_path / "vod-events.toml"
+        config.write_text(
+            f'[mns]\nendpoint = "{server.endpoint}"\nqueue = "events"\n'
+            f'access_key_id = "{KEY_ID}"\naccess_key_secret = "{ACCESS_SECRET}"\n'
+            "[consumer]\npollers = 1\nworkers = 2\nwait_seconds = 1\n"
+            "[retry]\ninitial_wait = 0.01\nmax_wait = 0.02\n"
+            f'[dedupe]\nurl = "redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0"\n'
+            f'[state]\ndir = "{tmp_path / "state"}"\n'
+            '[log]\nformat = "json"\nlevel = "debug"\n'
+            '[ops]\nlisten = "127.0.0.1:0"\n'
+            f'[[handlers]]\nevents = ["*"]\ntype = "http"\nurl = "{app.url}"\n'
+            f'secret = "{HMAC_SECRET}"\n'
+            '[[handlers]]\nevents = ["*"]\ntype = "log"\n'
+        )
+        config.chmod(0o644)  # others can read it: a warning, without the secrets
+        with Daemon(config, {}) as daemon:
+            # One retried 503, one permanent 400 (dead-lettered), the rest handled.
+            wait_for(lambda: len(app.requests) >= 4, timeout=20, what="four POSTs")
+            listening = [e for e in daemon.log_events() if e["event"] == "ops endpoint listening"]
+            metrics_url = f"{listening[0]['url']}/metrics"
+            with urllib.request.urlopen(metrics_url, timeout=5) as response:  # noqa: S310 - local
+                metrics = response.read().decode()
+            daemon.process.send_signal(signal.SIGTERM)
+            assert daemon.wait() == 0
+        events = [e["event"] for e in daemon.log_events()]
+        dead_letters = list((tmp_path / "state" / "dead-letters").glob("*.json"))
+    output = daemon.output + metrics + "".join(p.read_text() for p in dead_letters)
+    # The run did exercise the paths that log: retries, a dead letter, the config warning.
+    assert "handler failed; retrying" in events
+    assert len(dead_letters) == 1
+    assert any("holds secrets" in e and "readable by" in e for e in events)
+    assert "vod_events_messages_received_total 3.0" in metrics
+    for secret in (KEY_ID, ACCESS_SECRET, REDIS_PASSWORD, HMAC_SECRET):
+        assert secret not in output
+    assert "PLANTED" not in output
