@@ -15,6 +15,7 @@ from types import FrameType
 
 import structlog
 
+from vod_events import callbacks
 from vod_events import log as logging_setup
 from vod_events.app import build_consumer
 from vod_events.config import load
@@ -37,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
         if warning := exposure_warning(config.path):
             structlog.get_logger("vod_events.consume").warning(warning)
         consumer = build_consumer(config)
-        # The ops endpoint and systemd notifications, when configured / run by systemd.
-        with supervised(config, consumer):
+        # The ops endpoint and systemd notifications, when configured / run by systemd;
+        # the HTTP callback receiver when [http_callback] listen is set.
+        with supervised(config, consumer), callbacks.serving(config, consumer):
             install_signal_handlers(consumer)
             return consumer.run()
     except ConfigError as exc:
