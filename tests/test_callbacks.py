@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import Harness, event_body, wait_for
+from service_process import Daemon
 
 from vod_events.callbacks import (
     Authenticator,
@@ -30,6 +31,8 @@ from vod_events.callbacks import (
 from vod_events.config import Config, from_dict
 from vod_events.errors import ConfigError
 from vod_events.events import AIVideoTagComplete, VodEvent
+from vod_events.mns_server import LocalMNSServer
+from vod_events.mns_transport import MNSTransport
 from vod_events.results import VideoTag
 from vod_events.router import HandlerContext, Router
 
@@ -460,3 +463,59 @@ path = "{events_file}"
     )
     assert record["result"]["matches"][0]["similarity"] == 0.99
     assert KEY.encode() not in stderr  # the key never reaches the log
+
+
+def test_the_consume_daemon_takes_events_from_the_queue_and_by_callback(tmp_path: Path) -> None:
+    port = free_port()
+    events_file = tmp_path / "events.jsonl"
+    with LocalMNSServer(access_key_id="key-id", access_key_secret="mns-secret") as mns:
+        mns.create_queue("events", visibility_timeout=30)
+        config_file = tmp_path / "vod-events.toml"
+        config_file.write_text(
+            f"""
+[mns]
+endpoint = "{mns.endpoint}"
+queue = "events"
+[consumer]
+wait_seconds = 1
+[http_callback]
+listen = "127.0.0.1:{port}"
+callback_url = "{CALLBACK_URL}"
+auth_keys = ["{KEY}"]
+[state]
+dir = "{tmp_path / "state"}"
+[log]
+format = "json"
+[[handlers]]
+type = "jsonl"
+path = "{events_file}"
+"""
+        )
+        environment = {
+            "ALIBABA_CLOUD_ACCESS_KEY_ID": "key-id",
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "mns-secret",
+        }
+        with Daemon(config_file, environment) as daemon:
+            MNSTransport(
+                mns.endpoint, "events", access_key_id="key-id", access_key_secret="mns-secret"
+            ).send(event_body("job-by-queue"))
+            wait_for(
+                lambda: events_file.exists() and events_file.stat().st_size > 0,
+                timeout=20,
+                what="the queued event to be handled",
+            )
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request(
+                "POST",
+                "/vod/callback",
+                body=event_body("job-by-callback"),
+                headers=signed_headers(),
+            )
+            assert connection.getresponse().status == 200
+            connection.close()
+            daemon.process.send_signal(signal.SIGTERM)
+            assert daemon.wait() == 0, daemon.output
+    jobs = [json.loads(line)["job_id"] for line in events_file.read_text().splitlines()]
+    assert jobs == ["job-by-queue", "job-by-callback"]
+    assert any(e["event"] == "callback server listening" for e in daemon.log_events())
+    assert KEY not in daemon.output
