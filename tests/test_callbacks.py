@@ -285,12 +285,21 @@ def test_a_body_at_the_limit_is_accepted(start: Start) -> None:
     assert receiver.post_signed(body).status == 200
 
 
-def test_a_malformed_body_is_dead_lettered_then_acknowledged(start: Start) -> None:
+@pytest.mark.parametrize(
+    ("body", "kept_as"),
+    [
+        (b'{"EventType": "AIVideoTagComplete", ', '{"EventType": "AIVideoTagComplete", '),
+        (b"\xff\xfe<Event/>", "\ufffd\ufffd<Event/>"),  # not UTF-8: kept readable
+    ],
+)
+def test_a_malformed_body_is_dead_lettered_then_acknowledged(
+    start: Start, body: bytes, kept_as: str
+) -> None:
     receiver, _ = start()
-    reply = receiver.post_signed(b'{"EventType": "AIVideoTagComplete", ')
+    reply = receiver.post_signed(body)
     assert reply.status == 200  # VOD must not retry it: it is durably kept
     [letter] = receiver.dead_letters()
-    assert letter["body"] == '{"EventType": "AIVideoTagComplete", '
+    assert letter["body"] == kept_as
     assert letter["reason"].startswith("undecodable: ")
     assert letter["source_queue"] == "http-callback"
     assert letter["message_id"].startswith("http-")
