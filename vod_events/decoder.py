@@ -57,6 +57,7 @@ from vod_events.coerce import (
     to_str_list,
     trim_keys,
 )
+from vod_events.construct import constructor
 from vod_events.errors import DecodeError
 from vod_events.events import (
     EVENT_TYPES,
@@ -152,6 +153,7 @@ class _Field:
 @dataclass(frozen=True, slots=True)
 class _Table:
     cls: type[Any]
+    build: Callable[..., Any]  # constructor(cls): every field by keyword, without __init__
     fields: tuple[_Field, ...]
     result: _Field | None  # the AI result, read with the status-dependent policy
     id_keys: tuple[str, ...]
@@ -217,6 +219,7 @@ def _table(cls: type[Any]) -> _Table:
         known |= _COMMON_KEYS
     return _Table(
         cls=cls,
+        build=constructor(cls),
         fields=tuple(fields),
         result=result,
         id_keys=id_keys,
@@ -243,7 +246,7 @@ def _read_fields(table: _Table, obj: Mapping[str, Any]) -> dict[str, Any]:
 
 def _part(table: _Table, obj: dict[str, Any]) -> Any:
     """A part (StreamInfo, SnapshotInfo) from one nested object."""
-    return table.cls(**_read_fields(table, obj if obj.keys() <= table.known else trim_keys(obj)))
+    return table.build(**_read_fields(table, obj if obj.keys() <= table.known else trim_keys(obj)))
 
 
 _COMMON_KEYS = frozenset(
@@ -330,31 +333,34 @@ def _build(obj: dict[str, Any], body: bytes | str) -> VodEvent:
     if isinstance(data, str):
         data = _json_field(data) if data.strip() else None
 
-    values = _read_fields(table, fields)
+    own = _read_fields(table, fields)
     if table.result is not None:
-        values[table.result.name] = _result(table.result, event_type, status, data, body)
-    values["event_type"] = event_type
-    values["event_time"] = parse_time(time_value)
-    values["event_time_raw"] = time_raw
-    values["status"] = status
-    values["status_raw"] = status_raw
-    values["media_id"] = media_id
-    values["job_id"] = job_id
-    values["error_code"] = error_code
-    values["error_message"] = error_message
-    values["extend"] = extend
-    values["data"] = data
-    values["raw"] = obj
-    values["extra"] = extra
-    values["dedupe_key"] = _dedupe_key(
-        event_type,
-        table,
-        fields,
-        ident=job_id or media_id,
+        own[table.result.name] = _result(table.result, event_type, status, data, body)
+    event: VodEvent = table.build(
+        event_type=event_type,
+        event_time=parse_time(time_value),
+        event_time_raw=time_raw,
+        status=status,
         status_raw=status_raw,
-        time_raw=time_raw,
+        media_id=media_id,
+        job_id=job_id,
+        error_code=error_code,
+        error_message=error_message,
+        extend=extend,
+        data=data,
+        raw=obj,
+        extra=extra,
+        dedupe_key=_dedupe_key(
+            event_type,
+            table,
+            fields,
+            ident=job_id or media_id,
+            status_raw=status_raw,
+            time_raw=time_raw,
+        ),
+        **own,
     )
-    return table.cls(**values)  # type: ignore[no-any-return]
+    return event
 
 
 def _result(

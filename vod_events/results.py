@@ -25,9 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, cast
 
 from vod_events.coerce import load_json, to_float, to_int, to_str, to_str_list, trim_keys
+from vod_events.construct import constructor
 
 __all__ = [
     "AsrSentence",
@@ -158,6 +159,9 @@ class VideoTag:
     face_url: str | None = None  # Person tags only: the matched face
 
 
+_NEW_VIDEO_TAG = constructor(VideoTag)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AsrSentence:
     """One recognised utterance of the speech track (OrigASRData.AsrTextList)."""
@@ -169,13 +173,16 @@ class AsrSentence:
     speech_rate: int | None = None
 
 
+_NEW_ASR_SENTENCE = constructor(AsrSentence)
+
+
 _TAG_ITEM_KEYS = _keys("Tag Times FaceUrl")
 _ASR_KEYS = _keys("Text StartTime EndTime ChannelId SpeechRate")
 _ASR_BLOCK_KEYS = _keys("Duration AsrTextList")
 
 
 def _video_tag(item: dict[str, Any]) -> VideoTag:
-    return VideoTag(
+    return _NEW_VIDEO_TAG(
         tag=to_str(item.get("Tag")) or "",
         times_ms=_ints(item.get("Times")),
         face_url=to_str(item.get("FaceUrl")),
@@ -183,7 +190,7 @@ def _video_tag(item: dict[str, Any]) -> VideoTag:
 
 
 def _asr_sentence(item: dict[str, Any]) -> AsrSentence:
-    return AsrSentence(
+    return _NEW_ASR_SENTENCE(
         text=to_str(item.get("Text")) or "",
         start_ms=to_int(item.get("StartTime")),
         end_ms=to_int(item.get("EndTime")),
@@ -233,7 +240,9 @@ class VideoTagResult:
     def from_data(cls, data: Mapping[str, Any] | str | bytes) -> Self:
         """Read a tagging result (event ``Data`` or the query API's ``VideoTagResult``)."""
         obj, extra = _root(data, "AIVideoTag Data", _TAG_KEYS)
-        return cls(
+        # A subclass is built by its own __init__, the class itself by its faster constructor.
+        build = cast("type[Self]", _NEW_VIDEO_TAG_RESULT) if cls is VideoTagResult else cls
+        return build(
             person=_objects(obj.get("Person"), "Person", _TAG_ITEM_KEYS, _video_tag),
             keyword=_objects(obj.get("Keyword"), "Keyword", _TAG_ITEM_KEYS, _video_tag),
             location=_objects(obj.get("Location"), "Location", _TAG_ITEM_KEYS, _video_tag),
@@ -242,6 +251,9 @@ class VideoTagResult:
             asr=_asr(obj.get("OrigASRData")),
             extra=extra,
         )
+
+
+_NEW_VIDEO_TAG_RESULT = constructor(VideoTagResult)
 
 
 # --- AIMediaDNA ------------------------------------------------------------------------------
@@ -258,6 +270,9 @@ class DnaSegment:
     duplicate_duration_s: float | None = None
 
 
+_NEW_DNA_SEGMENT = constructor(DnaSegment)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DnaMatch:
     """An older video in the fingerprint library that the input duplicates."""
@@ -265,6 +280,9 @@ class DnaMatch:
     primary_key: str | None = None  # the id of the matching (older) video
     similarity: float | None = None  # 0..1
     segments: list[DnaSegment] = field(default_factory=list)
+
+
+_NEW_DNA_MATCH = constructor(DnaMatch)
 
 
 _DNA_KEYS = _keys("VideoDNA")
@@ -276,7 +294,7 @@ _DNA_SPAN_KEYS = _keys("Start Duration")
 def _dna_segment(item: dict[str, Any]) -> DnaSegment:
     source = _optional_object(item.get("Input"), "Detail.Input", _DNA_SPAN_KEYS)
     copy = _optional_object(item.get("Duplication"), "Detail.Duplication", _DNA_SPAN_KEYS)
-    return DnaSegment(
+    return _NEW_DNA_SEGMENT(
         input_start_s=to_float(source.get("Start")),
         input_duration_s=to_float(source.get("Duration")),
         duplicate_start_s=to_float(copy.get("Start")),
@@ -285,7 +303,7 @@ def _dna_segment(item: dict[str, Any]) -> DnaSegment:
 
 
 def _dna_match(item: dict[str, Any]) -> DnaMatch:
-    return DnaMatch(
+    return _NEW_DNA_MATCH(
         primary_key=to_str(item.get("PrimaryKey")),
         similarity=to_float(item.get("Similarity")),
         segments=_objects(item.get("Detail"), "VideoDNA.Detail", _DNA_DETAIL_KEYS, _dna_segment),
@@ -303,10 +321,15 @@ class MediaDnaResult:
     def from_data(cls, data: Mapping[str, Any] | str | bytes) -> Self:
         """Read a fingerprinting result (event ``Data`` or the query API's ``DNAResult``)."""
         obj, extra = _root(data, "AIMediaDNA Data", _DNA_KEYS)
-        return cls(
+        # A subclass is built by its own __init__, the class itself by its faster constructor.
+        build = cast("type[Self]", _NEW_MEDIA_DNA_RESULT) if cls is MediaDnaResult else cls
+        return build(
             matches=_objects(obj.get("VideoDNA"), "VideoDNA", _DNA_MATCH_KEYS, _dna_match),
             extra=extra,
         )
+
+
+_NEW_MEDIA_DNA_RESULT = constructor(MediaDnaResult)
 
 
 # --- AIMediaAudit ----------------------------------------------------------------------------
@@ -322,6 +345,9 @@ class AuditFrame:
     url: str | None = None  # expires two weeks after the review
 
 
+_NEW_AUDIT_FRAME = constructor(AuditFrame)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditScene:
     """The video review of one scene (porn, terrorism, ad, live, logo, ...)."""
@@ -334,6 +360,9 @@ class AuditScene:
     top: list[AuditFrame] = field(default_factory=list)
 
 
+_NEW_AUDIT_SCENE = constructor(AuditScene)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditVideo:
     """The review of the video frames: overall verdict and one entry per scene."""
@@ -341,6 +370,9 @@ class AuditVideo:
     suggestion: str | None = None
     label: str | None = None
     scenes: dict[str, AuditScene] = field(default_factory=dict)  # "porn", "terrorism", ...
+
+
+_NEW_AUDIT_VIDEO = constructor(AuditVideo)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -353,6 +385,9 @@ class AuditVerdict:
     score: float | None = None
 
 
+_NEW_AUDIT_VERDICT = constructor(AuditVerdict)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditCover:
     """The review of one cover image."""
@@ -361,6 +396,9 @@ class AuditCover:
     label: str | None = None
     url: str | None = None
     results: list[AuditVerdict] = field(default_factory=list)
+
+
+_NEW_AUDIT_COVER = constructor(AuditCover)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -374,6 +412,9 @@ class AuditTitle:
     scene: str | None = None
 
 
+_NEW_AUDIT_TITLE = constructor(AuditTitle)
+
+
 _FRAME_KEYS = _keys("Label Score Timestamp Url")
 _COUNTER_KEYS = _keys("Label Count")
 _SCENE_KEYS = _keys("Suggestion Label MaxScore AverageScore CounterList TopList")
@@ -383,7 +424,7 @@ _TITLE_ITEM_KEYS = _keys("Suggestion Label Score Content Scene Type")
 
 
 def _audit_frame(item: dict[str, Any]) -> AuditFrame:
-    return AuditFrame(
+    return _NEW_AUDIT_FRAME(
         label=to_str(item.get("Label")),
         score=to_float(item.get("Score")),
         timestamp_ms=to_int(item.get("Timestamp")),
@@ -410,7 +451,7 @@ def _counters(value: Any, where: str) -> dict[str, int | None]:
 
 
 def _audit_scene(item: dict[str, Any], where: str) -> AuditScene:
-    return AuditScene(
+    return _NEW_AUDIT_SCENE(
         suggestion=to_str(item.get("Suggestion")),
         label=to_str(item.get("Label")),
         max_score=to_float(item.get("MaxScore")),
@@ -448,7 +489,7 @@ def _audit_video(item: dict[str, Any]) -> AuditVideo:
         for key, value in item.items()
         if key.endswith("Result") and len(key) > len("Result") and value is not None
     }
-    return AuditVideo(
+    return _NEW_AUDIT_VIDEO(
         suggestion=to_str(item.get("Suggestion")),
         label=to_str(item.get("Label")),
         scenes=scenes,
@@ -456,7 +497,7 @@ def _audit_video(item: dict[str, Any]) -> AuditVideo:
 
 
 def _audit_verdict(item: dict[str, Any]) -> AuditVerdict:
-    return AuditVerdict(
+    return _NEW_AUDIT_VERDICT(
         scene=to_str(item.get("Scene")),
         label=to_str(item.get("Label")),
         suggestion=to_str(item.get("Suggestion")),
@@ -465,7 +506,7 @@ def _audit_verdict(item: dict[str, Any]) -> AuditVerdict:
 
 
 def _audit_cover(item: dict[str, Any]) -> AuditCover:
-    return AuditCover(
+    return _NEW_AUDIT_COVER(
         suggestion=to_str(item.get("Suggestion")),
         label=to_str(item.get("Label")),
         url=to_str(item.get("Url")),
@@ -474,7 +515,7 @@ def _audit_cover(item: dict[str, Any]) -> AuditCover:
 
 
 def _audit_title(item: dict[str, Any]) -> AuditTitle:
-    return AuditTitle(
+    return _NEW_AUDIT_TITLE(
         suggestion=to_str(item.get("Suggestion")),
         label=to_str(item.get("Label")),
         score=to_float(item.get("Score")),
@@ -516,7 +557,9 @@ class MediaAuditResult:
         titles: list[AuditTitle] = []
         for key in _TITLE_KEYS:
             titles += _objects(obj.get(key), key, _TITLE_ITEM_KEYS, _audit_title)
-        return cls(
+        # A subclass is built by its own __init__, the class itself by its faster constructor.
+        build = cast("type[Self]", _NEW_MEDIA_AUDIT_RESULT) if cls is MediaAuditResult else cls
+        return build(
             suggestion=to_str(obj.get("Suggestion")),
             labels=to_str_list(obj.get("Label")),
             abnormal_modules=to_str_list(obj.get("AbnormalModules")),
@@ -526,3 +569,6 @@ class MediaAuditResult:
             audio=_objects(obj.get("AudioResult"), "AudioResult", _VERDICT_KEYS, _audit_verdict),
             extra=extra,
         )
+
+
+_NEW_MEDIA_AUDIT_RESULT = constructor(MediaAuditResult)
