@@ -214,6 +214,7 @@ def test_a_signed_seed_payload_is_decoded_and_handled(start: Start) -> None:
     assert event.result.location == [VideoTag(tag="Asia", times_ms=[8410])]
     assert context.message_id.startswith("http-")
     assert context.dequeue_count == 1
+    assert context.source == "http"
     assert receiver.server.processor.stats.get("handled") == 1
 
 
@@ -258,6 +259,7 @@ def test_unauthentic_callbacks_get_403_and_the_reason_is_logged_not_echoed(
     [rejection] = [entry for entry in logged if entry["event"] == "callback rejected"]
     assert reason in rejection["reason"]
     assert rejection["client"] == "127.0.0.1"
+    assert receiver.server.processor.stats.get("callbacks_rejected") == 1
 
 
 def test_several_keys_are_accepted_for_rotation(start: Start) -> None:
@@ -274,6 +276,7 @@ def test_an_oversized_body_gets_413_unread(start: Start) -> None:
     reply = receiver.post_signed(big)
     assert reply.status == 413
     assert receiver.handled == []
+    assert receiver.server.processor.stats.get("callbacks_rejected") == 1
     assert receiver.dead_letters() == []
 
 

@@ -118,6 +118,7 @@ def build_processor(
     stats: Stats | None = None,
     stopping: threading.Event | None = None,
     source: str | None = None,
+    context_source: str = "mns",
 ) -> Processor:
     r = config.retry
     return Processor(
@@ -130,6 +131,7 @@ def build_processor(
         retry=RetryPolicy(r.attempts, r.max_seconds, r.initial_wait, r.max_wait),
         redelivery=RedeliveryBackoff(r.redelivery_initial, r.redelivery_max),
         max_deliveries=config.consumer.max_deliveries,
+        context_source=context_source,
     )
 
 

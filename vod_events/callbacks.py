@@ -353,6 +353,7 @@ class _CallbackHandler(BaseHTTPRequestHandler):
             return
         if not receiver._slots.try_take():
             log.warning("callback refused: max_concurrency callbacks already running")
+            receiver.processor.stats.incr("callbacks_rejected")
             self._reply(HTTPStatus.SERVICE_UNAVAILABLE, early=True)
             return
         try:
@@ -369,6 +370,7 @@ class _CallbackHandler(BaseHTTPRequestHandler):
             )
             if reason is not None:
                 log.warning("callback rejected", reason=reason, client=client)
+                receiver.processor.stats.incr("callbacks_rejected")
                 self._reply(HTTPStatus.FORBIDDEN, early=True)
                 return
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -380,6 +382,7 @@ class _CallbackHandler(BaseHTTPRequestHandler):
             return
         if length > receiver.settings.max_body_bytes:
             log.warning("callback refused: body too large", bytes=length, client=client)
+            receiver.processor.stats.incr("callbacks_rejected")
             self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, early=True)
             return
         body = self.rfile.read(length)
@@ -451,6 +454,7 @@ def build_callback_server(
         stats=stats,
         stopping=stopping,
         source=SOURCE,
+        context_source="http",
     )
     try:
         return CallbackServer(processor, settings)

@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 
 from vod_events.app import transport_factory
+from vod_events.callbacks import SOURCE as CALLBACK_SOURCE
 from vod_events.config import Config, load
 from vod_events.deadletter import DeadLetter, DirectorySink
 from vod_events.errors import ConfigError
@@ -127,7 +128,10 @@ def _replay(target: _Target, ids: set[str], *, replay_all: bool) -> int:
         if not replay_all and letter.letter_id not in ids:
             target.hand_back(held)
             continue
-        queue = letter.source_queue or target.config.mns.queue
+        # A callback's letter has no queue of its own: it goes to the daemon's queue.
+        queue = letter.source_queue
+        if not queue or queue == CALLBACK_SOURCE:
+            queue = target.config.mns.queue
         sender = senders.get(queue) or senders.setdefault(queue, target.connect(queue))
         new_id = sender.send(letter.body)  # the body unchanged
         target.remove(held)  # only after the send succeeded

@@ -63,6 +63,7 @@ class Processor:
     redelivery: visibility for a delivery handed back to the queue, from its DequeueCount.
     max_deliveries: a message delivered more often than this is dead-lettered.
     source: the queue name (or "http-callback"), recorded in dead letters.
+    context_source: what handlers see as `ctx.source`: "mns" or "http".
     stopping: set at shutdown; cuts in-process retries short.
     """
 
@@ -79,6 +80,7 @@ class Processor:
         redelivery: RedeliveryBackoff | None = None,
         max_deliveries: int = 10,
         decoder: Callable[[str], VodEvent] = decode,
+        context_source: str = "mns",
     ) -> None:
         self.router = router
         self.stats = stats
@@ -90,6 +92,7 @@ class Processor:
         self.redelivery = redelivery or RedeliveryBackoff()
         self.max_deliveries = max_deliveries
         self.decoder = decoder
+        self.context_source = context_source
         self.log = structlog.get_logger("vod_events.processing")
 
     def process(self, message: ReceivedMessage) -> Outcome:
@@ -128,6 +131,7 @@ class Processor:
                 if message.enqueue_time_ms > 0
                 else None
             ),
+            source=self.context_source,
         )
         if message.enqueue_time_ms > 0:
             self.stats.observe_lag(time.time() - message.enqueue_time_ms / 1000)

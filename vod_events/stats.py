@@ -26,6 +26,7 @@ COUNTERS = (
     "extended",  # visibility extensions by the heartbeat
     "poll_errors",  # failed receive calls (network, 5xx)
     "empty_polls",  # receives that returned nothing
+    "callbacks_rejected",  # HTTP callbacks refused: bad signature, too large, too many at once
 )
 
 # Histogram bucket upper bounds, in seconds (Prometheus-style, cumulative on export).
