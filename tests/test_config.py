@@ -32,6 +32,7 @@ from vod_events.config_example import example_toml
 from vod_events.errors import ConfigError
 from vod_events.mns_server import LocalMNSServer
 from vod_events.mns_transport import MNSTransport
+from vod_events.systemd_credentials import with_credentials
 
 REPO = Path(__file__).parent.parent
 MINIMAL = '[mns]\nendpoint = "http://127.0.0.1:9876"\n'
@@ -233,6 +234,35 @@ def test_access_key_precedence(tmp_path: Path) -> None:
     assert load(path, alibaba).mns.access_key_secret == "file-secret"  # the file wins
     ours = {**alibaba, "VOD_EVENTS_MNS_ACCESS_KEY_SECRET": "ours"}
     assert load(path, ours).mns.access_key_secret == "ours"  # VOD_EVENTS_* wins over all
+
+
+def test_systemd_credentials_supply_variables_the_environment_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "ALIBABA_CLOUD_ACCESS_KEY_SECRET").write_text("from-credential\n")
+    (credentials / "VOD_EVENTS_CONSUMER_WORKERS").write_text("8")
+    (credentials / "VOD_EVENTS_MNS_QUEUE").write_text("from-credential")
+    (credentials / "PATH").write_text("/not/ours")  # only our variables are taken
+    for name in ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "VOD_EVENTS_CONSUMER_WORKERS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    monkeypatch.setenv("VOD_EVENTS_MNS_QUEUE", "from-environment")
+    path = tmp_path / "cfg.toml"
+    path.write_text(MINIMAL)
+    config = load(path)  # the process environment, as the daemon reads it
+    assert config.mns.access_key_secret == "from-credential"  # without the newline
+    assert config.consumer.workers == 8
+    assert config.mns.queue == "from-environment"  # the environment wins
+    assert load(path, {}).mns.access_key_secret == ""  # an explicit environ is taken as is
+    supplied = with_credentials({"CREDENTIALS_DIRECTORY": str(credentials)})
+    assert sorted(supplied) == [
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+        "CREDENTIALS_DIRECTORY",
+        "VOD_EVENTS_CONSUMER_WORKERS",
+        "VOD_EVENTS_MNS_QUEUE",
+    ]
 
 
 # ------------------------------------------------------------------ secrets
