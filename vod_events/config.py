@@ -6,6 +6,8 @@ Precedence, highest first:
 3. for the AccessKey only: `ALIBABA_CLOUD_ACCESS_KEY_ID`, `ALIBABA_CLOUD_ACCESS_KEY_SECRET`,
    `ALIBABA_CLOUD_SECURITY_TOKEN`;
 4. the defaults below (also documented in config.example.toml).
+Any of these variables may also be a systemd credential of the same name (see
+`systemd_credentials`); the environment wins over a credential.
 
 Every key is declared once, in the section dataclasses below, with its type, allowed range
 and meaning. Validation happens before anything starts: an unknown key, a wrong type or an
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from vod_events.errors import ConfigError
+from vod_events.systemd_credentials import with_credentials
 
 ENV_PREFIX = "VOD_EVENTS_"
 SECRET_MASK = "********"  # noqa: S105 - the mask shown instead of a secret
@@ -222,7 +225,8 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
         raise ConfigError(f"cannot read: {exc.strerror}", path=where) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", path=where) from None
-    return from_dict(data, where, os.environ if environ is None else environ)
+    # Without an explicit environ: the process environment plus systemd credentials.
+    return from_dict(data, where, with_credentials(os.environ) if environ is None else environ)
 
 
 def from_dict(data: Mapping[str, Any], where: str, environ: Mapping[str, str]) -> Config:
