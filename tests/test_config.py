@@ -211,6 +211,25 @@ def test_environment_beats_file_beats_defaults(tmp_path: Path) -> None:
     assert config.http_callback.auth_keys == ["key-a", "key-b"]  # lists: comma-separated
 
 
+def test_handler_keys_from_the_environment_by_index(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.toml"
+    path.write_text(
+        MINIMAL
+        + '[[handlers]]\ntype = "log"\n'
+        + '[[handlers]]\ntype = "http"\nurl = "http://app:8080/"\n'
+    )
+    environ = {
+        "VOD_EVENTS_HANDLERS_1_SECRET": "from-a-secret",
+        "VOD_EVENTS_HANDLERS_1_TIMEOUT": "3",
+    }
+    config = load(path, environ)
+    assert (config.handlers[1].secret, config.handlers[1].timeout) == ("from-a-secret", 3.0)
+    assert config.handlers[0].secret == ""
+    assert error_of(tmp_path, path.read_text(), {"VOD_EVENTS_HANDLERS_1_TIMEOUT": "0"}) == (
+        "environment, key 'VOD_EVENTS_HANDLERS_1_TIMEOUT': must be in 0.1..600, got 0.0"
+    )
+
+
 def test_endpoint_from_the_environment_alone(tmp_path: Path) -> None:
     path = tmp_path / "cfg.toml"
     path.write_text("[consumer]\nworkers = 4\n")

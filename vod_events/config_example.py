@@ -26,7 +26,8 @@ HEADER = """\
 #
 # Where a value comes from, highest precedence first:
 #   1. the environment variable VOD_EVENTS_<SECTION>_<KEY>, e.g. VOD_EVENTS_CONSUMER_WORKERS=32
-#      (lists: comma-separated; [[handlers]] have no environment variables);
+#      (lists: comma-separated; the i-th [[handlers]] table, from 0: VOD_EVENTS_HANDLERS_<i>_<KEY>),
+#      or a systemd credential (LoadCredential=) of that name;
 #   2. this file (vod-events consume --config FILE);
 #   3. for the AccessKey only: ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET,
 #      ALIBABA_CLOUD_SECURITY_TOKEN;
@@ -65,12 +66,12 @@ def example_toml() -> str:
     """The text of config.example.toml."""
     parts = [HEADER]
     for name, cls in SECTIONS.items():
-        parts.append(_section(f"[{name}]", name, cls(), env=True))
-    parts.append(_section("[[handlers]]", "handlers", HandlerSection(), env=False))
+        parts.append(_section(f"[{name}]", name, cls(), env_section=name.upper()))
+    parts.append(_section("[[handlers]]", "handlers", HandlerSection(), env_section="HANDLERS_<i>"))
     return "\n".join(parts)
 
 
-def _section(header: str, name: str, defaults: Any, *, env: bool) -> str:
+def _section(header: str, name: str, defaults: Any, *, env_section: str) -> str:
     lines = [f"# {line}".rstrip() for line in SECTION_DOCS.get(name, "").splitlines()]
     lines.append(header)
     for field in dataclasses.fields(defaults):
@@ -78,8 +79,7 @@ def _section(header: str, name: str, defaults: Any, *, env: bool) -> str:
             field.metadata["doc"], WIDTH, initial_indent="# ", subsequent_indent="# "
         )
         details = _allowed(field)
-        if env:
-            details.append(f"env: {ENV_PREFIX}{name.upper()}_{field.name.upper()}")
+        details.append(f"env: {ENV_PREFIX}{env_section}_{field.name.upper()}")
         if field.metadata.get("secret"):
             details.append("secret: masked in output, never logged")
         if details:
