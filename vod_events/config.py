@@ -1,7 +1,8 @@
 """The daemon's configuration: a TOML file, overridden by environment variables.
 
 Precedence, highest first:
-1. `VOD_EVENTS_<SECTION>_<KEY>` environment variables (e.g. `VOD_EVENTS_CONSUMER_WORKERS=32`);
+1. `VOD_EVENTS_<SECTION>_<KEY>` environment variables (e.g. `VOD_EVENTS_CONSUMER_WORKERS=32`;
+   for the i-th `[[handlers]]` table, from 0: `VOD_EVENTS_HANDLERS_<i>_<KEY>`);
 2. the TOML file given with `--config`;
 3. for the AccessKey only: `ALIBABA_CLOUD_ACCESS_KEY_ID`, `ALIBABA_CLOUD_ACCESS_KEY_SECRET`,
    `ALIBABA_CLOUD_SECURITY_TOKEN`;
@@ -248,7 +249,8 @@ def from_dict(data: Mapping[str, Any], where: str, environ: Mapping[str, str]) -
         label = f"handlers[{i}]"
         if not isinstance(raw, dict):
             raise ConfigError("must be a table", path=where, key=label)
-        handler = _section(HandlerSection, label, raw, where, {})
+        # Overridable as VOD_EVENTS_HANDLERS_<i>_<KEY>, e.g. a secret from a Kubernetes Secret.
+        handler = _section(HandlerSection, label, raw, where, environ, env_section=f"handlers_{i}")
         _check_handler(handler, label, where)
         handlers.append(handler)
     if sections["ops"].listen:
@@ -273,7 +275,13 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 def _section(
-    cls: type[Any], name: str, raw: dict[str, Any], where: str, environ: Mapping[str, str]
+    cls: type[Any],
+    name: str,
+    raw: dict[str, Any],
+    where: str,
+    environ: Mapping[str, str],
+    *,
+    env_section: str | None = None,
 ) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for k in raw:
@@ -285,7 +293,7 @@ def _section(
             )
     values: dict[str, Any] = {}
     for k, f in fields.items():
-        env_name = f"{ENV_PREFIX}{name.upper()}_{k.upper()}"
+        env_name = f"{ENV_PREFIX}{(env_section or name).upper()}_{k.upper()}"
         if env_name in environ:
             values[k] = _from_env(f, environ[env_name], env_name)
         elif k in raw:
