@@ -1,0 +1,789 @@
+"""The consumer daemon against the loops users write today, over a latency-bound queue.
+
+The local MNS server runs as a separate process (`vod-events mns-server`) with `--latency-ms`
+of added round trip (default 10 ms), so neither its CPU time nor its GIL is the consumer's.
+Each scenario runs in a fresh child process, so its CPU time and peak RSS are its own. The
+queue is preloaded with a realistic mix of VOD events: every shipped sample payload in turn
+(the seeds' AI results among them) plus a large audit result, each made unique (a distinct
+EventTime) so the idempotency store sees new events, as it would in production.
+
+Scenarios, all in one run:
+  (a) sdk-sample   the SDK sample: one thread, receive_message, handle, delete_message;
+  (b) batch-loop   one thread: batch receive 16, handle each, batch delete;
+  (c) vod-events   a no-op handler with dedupe off, with SQLite dedupe (the default), and
+                   the built-in jsonl handler (SQLite dedupe on);
+  (d) vod-events   a handler sleeping 50 ms (I/O-bound) at several worker counts.
+"Handle" is the same everywhere: the body is decoded into a typed event (vod-events does it
+before any handler runs; the baselines call the same decoder), then the handler runs.
+
+Each scenario reports: messages/s draining the preloaded queue; the consumer process's CPU
+time per message (user + system, every thread); its peak RSS; and the latency from enqueue
+(the server's EnqueueTime) to handler start, p50 and p99, under a paced producer at 500 msg/s
+(or half the scenario's throughput when it cannot sustain that). Ratios are against (a) and
+(b), measured in the same run on the same server.
+
+`--soak` instead runs vod-events (no-op handler, SQLite dedupe) through 200,000 messages,
+sampling its RSS, and reports the slope in MB per 100,000 messages.
+
+Results: a table on stdout, bench/results/consumer.json, and PNG charts in bench/results/.
+
+    .venv/bin/python bench/bench_consumer.py [--latency-ms 10] [--messages 20000] [--soak]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from mns.account import Account
+from mns.mns_exception import MNSServerException
+from mns.queue import Message
+
+from vod_events import log as logging_setup
+from vod_events.app import build_consumer, build_handler
+from vod_events.config import HandlerSection, from_dict
+from vod_events.decoder import decode
+from vod_events.events import VodEvent
+from vod_events.router import HandlerContext, Router
+
+KEY_ID, KEY_SECRET = "bench-id", "bench-secret"
+BATCH = 16  # MNS's batch limit, for sends, receives and deletes
+RESULTS = Path(__file__).resolve().parent / "results"
+SAMPLES = Path(str(resources.files("vod_events") / "samples"))
+LARGE_AUDIT_FRAMES = 48  # TopList entries per scene in the large audit result (~15 KB)
+LATENCY_LOAD = 500.0  # msg/s of the paced producer in the latency phase
+SOAK_MESSAGES = 200_000
+SOAK_WARMUP = 20_000  # messages before the RSS slope is measured (caches fill up first)
+
+# The SDK warns about its own queue-depth accessors on every GetQueueAttributes.
+warnings.filterwarnings("ignore", "Call to deprecated function", DeprecationWarning)
+
+
+# ------------------------------------------------------------------ payloads
+
+
+def payload_mix() -> list[tuple[str, str]]:
+    """(name, body) of every sample payload, plus a large audit result built from the
+    audit sample by repeating its frames (a long video yields many)."""
+    mix = [(p.name, p.read_text(encoding="utf-8")) for p in sorted(SAMPLES.glob("*.json"))]
+    audit = json.loads((SAMPLES / "AIMediaAuditComplete.json").read_text(encoding="utf-8"))
+    for scene in ("PornResult", "TerrorismResult"):
+        frames = audit["Data"]["VideoResult"][scene]["TopList"]
+        scene_frames = [
+            {**frames[i % len(frames)], "Timestamp": str(1005 + 1000 * i)}
+            for i in range(LARGE_AUDIT_FRAMES)
+        ]
+        audit["Data"]["VideoResult"][scene]["TopList"] = scene_frames
+    mix.append(("AIMediaAuditComplete (large, generated)", json.dumps(audit)))
+    return mix
+
+
+_EVENT_TIME = re.compile(r'("EventTime"\s*:\s*)"[^"]*"')
+_BASE_TIME = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+class Bodies:
+    """An endless supply of distinct event bodies cycling through the payload mix.
+
+    Message i gets EventTime = 2024-05-01 + i ms, so every message is a new event for the
+    idempotency store (a benchmark of duplicates would only measure lookups)."""
+
+    def __init__(self) -> None:
+        self.mix = [body for _, body in payload_mix()]
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def take(self, count: int) -> list[str]:
+        with self._lock:
+            first, self._next = self._next, self._next + count
+        return [self._body(i) for i in range(first, first + count)]
+
+    def _body(self, i: int) -> str:
+        stamp = (_BASE_TIME + timedelta(milliseconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%f")
+        return _EVENT_TIME.sub(rf'\1"{stamp[:-3]}Z"', self.mix[i % len(self.mix)], count=1)
+
+
+# ------------------------------------------------------------------ the server process
+
+
+@contextmanager
+def mns_server(latency_ms: float, queues: list[str]) -> Iterator[tuple[str, int]]:
+    """`vod-events mns-server` in its own process; yields (endpoint, pid)."""
+    command = [sys.executable, "-m", "vod_events.cli", "mns-server", "--port", "0"]
+    command += ["--latency-ms", str(latency_ms), "--visibility-timeout", "60"]
+    command += ["--access-key-id", KEY_ID, "--access-key-secret", KEY_SECRET]
+    for name in queues:
+        command += ["--queue", name]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+        if "listening on " not in line:
+            raise RuntimeError(f"mns-server did not start: {line!r}")
+        yield line.rsplit(" ", 1)[1].strip(), process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def cpu_seconds_of(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def open_queue(endpoint: str, name: str) -> Any:
+    """An SDK queue object, as a user would make one (one per thread: not thread-safe)."""
+    queue = Account(endpoint, KEY_ID, KEY_SECRET).get_queue(name)
+    queue.set_encoding(False)  # VOD writes raw JSON
+    return queue
+
+
+def preload(endpoint: str, queue: str, bodies: Bodies, count: int, threads: int = 4) -> None:
+    """Batch-send `count` messages from `threads` producer threads."""
+
+    def produce(batches: list[int]) -> None:
+        q = open_queue(endpoint, queue)
+        for size in batches:
+            q.batch_send_message([Message(body) for body in bodies.take(size)])
+
+    sizes = [BATCH] * (count // BATCH) + ([count % BATCH] if count % BATCH else [])
+    workers = [threading.Thread(target=produce, args=(sizes[i::threads],)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+def paced_producer(endpoint: str, queue: str, bodies: Bodies, rate: float, seconds: float) -> int:
+    """Send `rate` messages/s for `seconds`, in small batches every 20 ms; return the count."""
+    q = open_queue(endpoint, queue)
+    started = time.monotonic()
+    sent = 0
+    total = round(rate * seconds)
+    while sent < total:
+        due = min(total, int(rate * (time.monotonic() - started)) + 1)
+        if due > sent:
+            size = min(BATCH, due - sent)
+            q.batch_send_message([Message(body) for body in bodies.take(size)])
+            sent += size
+        else:
+            time.sleep(0.02 - (time.monotonic() - started) % 0.02)
+    return sent
+
+
+# ------------------------------------------------------------------ scenarios
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One measured configuration. `loop`: sdk-sample, batch-loop or vod-events."""
+
+    key: str
+    label: str
+    loop: str
+    messages: int
+    handler: str = "noop"  # noop | jsonl | sleep50
+    dedupe: str = "sqlite"  # sqlite | off
+    pollers: int = 0
+    workers: int = 0
+    prefetch: int = 0
+    deleters: int = 0
+
+    def settings(self) -> str:
+        if self.loop != "vod-events":
+            return "1 thread"
+        return (
+            f"{self.pollers}p/{self.workers}w/{self.prefetch}pf/{self.deleters}d "
+            f"dedupe={self.dedupe}"
+        )
+
+
+@dataclass
+class Measured:
+    """What one scenario's child process reports."""
+
+    messages: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    latency_load: float = 0.0  # msg/s of the paced producer
+    latency_samples: int = 0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    server_cpu_us_per_msg: float = 0.0
+    rss_samples: list[tuple[float, int, float]] = field(default_factory=list)  # soak only
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+    @property
+    def cpu_us_per_msg(self) -> float:
+        return 1e6 * self.cpu_seconds / self.messages
+
+
+class StartClock:
+    """Records, while on, the seconds from each message's enqueue to its handler's start.
+
+    Off during throughput runs and soaks: a list growing by one float per message would
+    itself show up in the RSS being measured."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.lags: list[float] = []
+
+    def mark(self, enqueue_seconds: float) -> None:
+        if self.on:
+            self.lags.append(time.time() - enqueue_seconds)
+
+
+def resident_mb() -> float:
+    """Current resident set size of this process, in MB (Linux)."""
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+
+
+# --- the baselines: what users write with the SDK
+
+
+def _baseline_loop(
+    loop: str, queue: Any, clock: StartClock, done: Callable[[int], None], stop: threading.Event
+) -> None:
+    """The user's loop: (a) one message per request, or (b) batches of 16."""
+    while not stop.is_set():
+        try:
+            if loop == "sdk-sample":
+                messages = [queue.receive_message(wait_seconds=1)]
+            else:
+                messages = queue.batch_receive_message(BATCH, wait_seconds=1)
+        except MNSServerException as error:
+            if error.type == "MessageNotExist":
+                continue
+            raise
+        for message in messages:
+            clock.mark(message.enqueue_time / 1000)
+            decode(message.message_body)  # the handler: decode into a typed event
+            if loop == "sdk-sample":
+                queue.delete_message(message.receipt_handle)
+        if loop == "batch-loop":
+            queue.batch_delete_message([m.receipt_handle for m in messages])
+        done(len(messages))
+
+
+class BaselineRunner:
+    """Runs a baseline loop in a thread of this (child) process."""
+
+    def __init__(self, scenario: Scenario, endpoint: str, clock: StartClock) -> None:
+        self.count = 0
+        self._stop = threading.Event()
+        queue = open_queue(endpoint, scenario.key)
+
+        def done(n: int) -> None:
+            self.count += n  # one thread writes; the main thread only reads
+
+        self._thread = threading.Thread(
+            target=_baseline_loop, args=(scenario.loop, queue, clock, done, self._stop)
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def done(self) -> int:
+        return self.count
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# --- vod-events
+
+
+class VodEventsRunner:
+    """The real consumer, assembled from a config as the daemon does."""
+
+    def __init__(self, scenario: Scenario, endpoint: str, clock: StartClock, state: Path) -> None:
+        config = from_dict(
+            {
+                "mns": {"endpoint": endpoint, "queue": scenario.key},
+                "consumer": {
+                    "pollers": scenario.pollers,
+                    "workers": scenario.workers,
+                    "prefetch": scenario.prefetch,
+                    "deleters": scenario.deleters,
+                },
+                "dedupe": {"backend": scenario.dedupe},
+                "state": {"dir": str(state)},
+            },
+            "<bench>",
+            {"ALIBABA_CLOUD_ACCESS_KEY_ID": KEY_ID, "ALIBABA_CLOUD_ACCESS_KEY_SECRET": KEY_SECRET},
+        )
+        router = Router()
+        router.add(_timed_handler(scenario.handler, clock, state), name=f"bench:{scenario.handler}")
+        self.consumer = build_consumer(config, router=router)
+
+    def start(self) -> None:
+        if self.consumer.start() != 0:
+            raise RuntimeError(f"consumer did not start: {self.consumer.fatal_error}")
+
+    def done(self) -> int:
+        return self.consumer.stats.get("deleted")
+
+    def stop(self) -> None:
+        self.consumer.stop()
+        if self.consumer.shutdown() != 0:
+            raise RuntimeError("consumer did not stop cleanly")
+
+
+def _timed_handler(
+    kind: str, clock: StartClock, state: Path
+) -> Callable[[VodEvent, HandlerContext], None]:
+    """The scenario's handler, marking its start on `clock`."""
+    jsonl = None
+    if kind == "jsonl":
+        jsonl = build_handler(HandlerSection(type="jsonl", path=str(state / "events.jsonl")))[0]
+
+    def handler(event: VodEvent, context: HandlerContext) -> None:
+        if context.enqueue_time is not None:
+            clock.mark(context.enqueue_time.timestamp())
+        if jsonl is not None:
+            jsonl(event, context)
+        elif kind == "sleep50":
+            time.sleep(0.05)
+
+    return handler
+
+
+# --- the child process
+
+
+def _wait_until(count: Callable[[], int], target: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while count() < target:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {count()} of {target} messages done")
+        time.sleep(0.005)
+
+
+def scenario_process(scenario: Scenario, endpoint: str, soak: bool, conn: Connection) -> None:
+    """Child: measure throughput, then latency under the parent's paced producer.
+
+    Protocol: child "ready" -> parent "go" -> child ("drained", seconds, cpu) -> parent
+    ("sent", n) -> child Measured. In a soak the child samples its RSS until told to stop.
+    """
+    logging_setup.configure("warning", "console")  # per-message logs are debug: filtered
+    clock = StartClock()
+    with tempfile.TemporaryDirectory(prefix="bench-consumer-") as state:
+        runner: BaselineRunner | VodEventsRunner
+        if scenario.loop == "vod-events":
+            runner = VodEventsRunner(scenario, endpoint, clock, Path(state))
+        else:
+            runner = BaselineRunner(scenario, endpoint, clock)
+        result = Measured(messages=scenario.messages)
+        conn.send("ready")
+        conn.recv()
+        cpu, started = time.process_time(), time.perf_counter()
+        runner.start()
+        if soak:
+            result.rss_samples = _sample_rss(runner, scenario.messages, started)
+        else:
+            _wait_until(runner.done, scenario.messages, timeout=3600)
+        result.seconds = time.perf_counter() - started
+        result.cpu_seconds = time.process_time() - cpu
+        conn.send(("drained", result.seconds))
+        if not soak:
+            clock.on = True
+            _, sent = conn.recv()
+            _wait_until(runner.done, scenario.messages + sent, timeout=120)
+            clock.on = False
+            lags = sorted(clock.lags)
+            result.latency_samples = len(lags)
+            result.p50_ms = 1000 * lags[len(lags) // 2]
+            result.p99_ms = 1000 * lags[min(len(lags) - 1, int(len(lags) * 0.99))]
+        runner.stop()
+        result.peak_rss_mb = peak_rss_mb()
+    conn.send(result)
+
+
+def _sample_rss(
+    runner: BaselineRunner | VodEventsRunner, total: int, started: float
+) -> list[tuple[float, int, float]]:
+    samples = []
+    while (done := runner.done()) < total:
+        samples.append((time.perf_counter() - started, done, resident_mb()))
+        time.sleep(0.5)
+    samples.append((time.perf_counter() - started, runner.done(), resident_mb()))
+    return samples
+
+
+# --- the parent's side of one scenario
+
+
+def _receive(conn: Connection, process: Any, timeout: float = 600.0) -> Any:
+    """The child's next message; raises if it died or went silent instead."""
+    deadline = time.monotonic() + timeout
+    while not conn.poll(0.2):
+        if not process.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"scenario process failed (exit code {process.exitcode})")
+    return conn.recv()
+
+
+def measure(
+    scenario: Scenario, endpoint: str, server_pid: int, bodies: Bodies, latency_seconds: float
+) -> Measured:
+    """Preload, run `scenario` in a fresh child process, pace the latency phase."""
+    preload(endpoint, scenario.key, bodies, scenario.messages)
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(target=scenario_process, args=(scenario, endpoint, False, child))
+    process.start()
+    try:
+        _receive(parent, process)  # ready: imports done, consumer built
+        server_cpu = cpu_seconds_of(server_pid)
+        parent.send("go")
+        _, seconds = _receive(parent, process)
+        server_cpu = cpu_seconds_of(server_pid) - server_cpu
+        load = min(LATENCY_LOAD, scenario.messages / seconds / 2)
+        sent = paced_producer(endpoint, scenario.key, bodies, load, latency_seconds)
+        parent.send(("sent", sent))
+        result: Measured = _receive(parent, process)
+    finally:
+        process.join(60)
+    result.latency_load = load
+    result.server_cpu_us_per_msg = 1e6 * server_cpu / scenario.messages
+    return result
+
+
+def soak(scenario: Scenario, endpoint: str, bodies: Bodies) -> Measured:
+    """Feed `scenario.messages` while the child consumes, keeping the backlog bounded."""
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(target=scenario_process, args=(scenario, endpoint, True, child))
+    process.start()
+    meta = open_queue(endpoint, scenario.key)
+    try:
+        preload(endpoint, scenario.key, bodies, 10_000)
+        _receive(parent, process)
+        parent.send("go")
+        sent = 10_000
+        while sent < scenario.messages:
+            if not process.is_alive():
+                raise RuntimeError(f"soak process failed (exit code {process.exitcode})")
+            if meta.get_attributes().active_messages < 10_000:
+                chunk = min(5_000, scenario.messages - sent)
+                preload(endpoint, scenario.key, bodies, chunk)
+                sent += chunk
+            else:
+                time.sleep(0.2)
+        _receive(parent, process)  # drained
+        result: Measured = _receive(parent, process)
+    finally:
+        process.join(60)
+    return result
+
+
+# ------------------------------------------------------------------ reporting
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of the scenario rows (also readable on a terminal)."""
+    head = (
+        "| scenario | settings | msg/s | vs (a) | vs (b) | CPU µs/msg | peak RSS MB "
+        "| latency load msg/s | p50 ms | p99 ms |"
+    )
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        lines.append(
+            f"| {r['label']} | {r['settings']} | {r['rate']:,.0f} | {r['vs_a']:.1f}x "
+            f"| {r['vs_b']:.2f}x | {r['cpu_us_per_msg']:.0f} | {r['peak_rss_mb']:.1f} "
+            f"| {r['latency_load']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def targets(rows: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) for the issue's targets that the main run covers."""
+    dedupe, io64 = rows["vod-noop-sqlite"], rows.get("vod-sleep50-64w")
+    checks = [
+        ("no-op, SQLite dedupe ≥ 3,000 msg/s", f"{dedupe['rate']:,.0f}", dedupe["rate"] >= 3000),
+        ("  … ≥ 50x baseline (a)", f"{dedupe['vs_a']:.1f}x", dedupe["vs_a"] >= 50),
+        ("  … ≥ 3x baseline (b)", f"{dedupe['vs_b']:.2f}x", dedupe["vs_b"] >= 3),
+        (
+            "  … consumer CPU ≤ 250 µs/msg",
+            f"{dedupe['cpu_us_per_msg']:.0f} µs",
+            dedupe["cpu_us_per_msg"] <= 250,
+        ),
+        (
+            f"  … p99 enqueue→start ≤ 50 ms at {dedupe['latency_load']:.0f} msg/s",
+            f"{dedupe['p99_ms']:.1f} ms",
+            dedupe["p99_ms"] <= 50,
+        ),
+    ]
+    if io64 is not None:
+        checks.append(
+            (
+                "50 ms handler, 64 workers ≥ 1,000 msg/s",
+                f"{io64['rate']:,.0f}",
+                io64["rate"] >= 1000,
+            )
+        )
+    return checks
+
+
+def save(update: dict[str, Any]) -> Path:
+    """Merge `update` into bench/results/consumer.json (a soak keeps the main run's rows)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "consumer.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.update(update)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def _pyplot() -> Any:
+    import matplotlib  # type: ignore[import-not-found, unused-ignore]
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
+
+    return plt
+
+
+def throughput_chart(rows: list[dict[str, Any]], latency_ms: float) -> Path:
+    plt = _pyplot()
+    labels = [r["label"] for r in rows][::-1]
+    rates = [r["rate"] for r in rows][::-1]
+    colors = ["#999999" if r["loop"] != "vod-events" else "#1f77b4" for r in rows][::-1]
+    figure, axes = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.2))
+    bars = axes.barh(labels, rates, color=colors)
+    axes.bar_label(bars, labels=[f"{rate:,.0f}" for rate in rates], padding=3, fontsize=8)
+    axes.set_xscale("log")
+    axes.set_xlabel("messages/s (log scale)")
+    axes.set_title(f"Throughput by scenario, {latency_ms:g} ms added latency per MNS request")
+    axes.set_xlim(right=max(rates) * 4)
+    figure.tight_layout()
+    path = RESULTS / "consumer_throughput.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def soak_chart(samples: list[tuple[float, int, float]]) -> Path:
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(8, 3.5))
+    axes.plot([s[1] / 1000 for s in samples], [s[2] for s in samples], linewidth=1)
+    axes.axvline(SOAK_WARMUP / 1000, color="#999999", linestyle=":", linewidth=1)
+    axes.set_xlabel("messages consumed (thousands)")
+    axes.set_ylabel("consumer RSS (MB)")
+    axes.set_ylim(bottom=0)
+    axes.set_title("vod-events RSS over the soak (no-op handler, SQLite dedupe)")
+    figure.tight_layout()
+    path = RESULTS / "consumer_soak_rss.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def slope_mb_per_100k(samples: list[tuple[float, int, float]]) -> float:
+    """Least-squares slope of RSS against messages consumed, after the warm-up."""
+    points = [(done, rss) for _, done, rss in samples if done >= SOAK_WARMUP]
+    if len(points) < 2:
+        return float("nan")
+    slope = statistics.linear_regression([p[0] for p in points], [p[1] for p in points]).slope
+    return slope * 100_000
+
+
+# ------------------------------------------------------------------ main
+
+
+def scenarios(args: argparse.Namespace) -> list[Scenario]:
+    vod = {
+        "loop": "vod-events",
+        "pollers": args.pollers,
+        "workers": args.workers,
+        "prefetch": args.prefetch,
+        "deleters": args.deleters,
+    }
+    found = [
+        Scenario("sdk-sample", "(a) SDK sample: receive, handle, delete", "sdk-sample", 300),
+        Scenario("batch-loop", "(b) batch loop: receive 16, handle, delete 16", "batch-loop", 4000),
+        Scenario(
+            "vod-noop-off",
+            "vod-events no-op, dedupe off",
+            messages=args.messages,
+            dedupe="off",
+            **vod,
+        ),
+        Scenario(
+            "vod-noop-sqlite", "vod-events no-op, SQLite dedupe", messages=args.messages, **vod
+        ),
+        Scenario(
+            "vod-jsonl", "vod-events jsonl handler", messages=args.messages, handler="jsonl", **vod
+        ),
+    ]
+    for workers in args.io_workers:
+        found.append(
+            Scenario(
+                f"vod-sleep50-{workers}w",
+                f"vod-events 50 ms handler, {workers} workers",
+                messages=workers * 100,  # about 5 s at full concurrency
+                handler="sleep50",
+                **{**vod, "workers": workers},
+            )
+        )
+    return found
+
+
+def run_main(args: argparse.Namespace) -> None:
+    runs = scenarios(args)
+    if args.only:  # the baselines always run: every ratio needs them
+        runs = runs[:2] + [s for s in runs[2:] if s.key in args.only]
+    bodies = Bodies()
+    info = machine()
+    print(
+        f"{info['nproc']} CPUs ({info['cpu']}), Python {info['python']}; local MNS server in "
+        f"its own process, {args.latency_ms:g} ms added per request; payload mix of "
+        f"{len(bodies.mix)} bodies (mean {sum(map(len, bodies.mix)) / len(bodies.mix):,.0f} B, "
+        f"largest {max(map(len, bodies.mix)):,} B)",
+        flush=True,
+    )
+    rows: list[dict[str, Any]] = []
+    with mns_server(args.latency_ms, [s.key for s in runs]) as (endpoint, server_pid):
+        for scenario in runs:
+            print(f"  {scenario.label} ({scenario.messages:,} messages) ...", end="", flush=True)
+            result = measure(scenario, endpoint, server_pid, bodies, args.latency_seconds)
+            print(f" {result.rate:,.0f} msg/s", flush=True)
+            row = {"key": scenario.key, "settings": scenario.settings(), **asdict(scenario)}
+            row.update(asdict(result))
+            del row["rss_samples"]
+            row.update(rate=result.rate, cpu_us_per_msg=result.cpu_us_per_msg)
+            rows.append(row)
+    base_a, base_b = rows[0]["rate"], rows[1]["rate"]
+    for row in rows:
+        row.update(vs_a=row["rate"] / base_a, vs_b=row["rate"] / base_b)
+    print()
+    print(table(rows))
+    print()
+    checks = targets({r["key"]: r for r in rows})
+    for name, measured, met in checks:
+        print(f"{'met   ' if met else 'MISSED'}  {name}: {measured}")
+    path = save(
+        {
+            "machine": info,
+            "latency_ms": args.latency_ms,
+            "command": " ".join(["bench/bench_consumer.py", *sys.argv[1:]]),
+            "scenarios": rows,
+            "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in checks],
+        }
+    )
+    print(f"\nwrote {path} and {throughput_chart(rows, args.latency_ms)}")
+
+
+def run_soak(args: argparse.Namespace) -> None:
+    scenario = Scenario(
+        "soak",
+        "vod-events no-op, SQLite dedupe (soak)",
+        "vod-events",
+        SOAK_MESSAGES,
+        pollers=args.pollers,
+        workers=args.workers,
+        prefetch=args.prefetch,
+        deleters=args.deleters,
+    )
+    print(f"soak: {SOAK_MESSAGES:,} messages through {scenario.settings()} ...", flush=True)
+    with mns_server(args.latency_ms, [scenario.key]) as (endpoint, _):
+        result = soak(scenario, endpoint, Bodies())
+    samples = result.rss_samples
+    after_warmup = [s for s in samples if s[1] >= SOAK_WARMUP]
+    growth = after_warmup[-1][2] - after_warmup[0][2]
+    slope = slope_mb_per_100k(samples)
+    print(
+        f"{result.rate:,.0f} msg/s over {result.seconds:.0f} s; {result.cpu_us_per_msg:.0f} µs/msg"
+    )
+    print(
+        f"RSS: {samples[0][2]:.1f} MB at start, {after_warmup[0][2]:.1f} MB after "
+        f"{SOAK_WARMUP:,} messages, {samples[-1][2]:.1f} MB at the end "
+        f"(peak {result.peak_rss_mb:.1f} MB)"
+    )
+    print(
+        f"slope after warm-up: {slope:+.2f} MB per 100k messages; growth after warm-up "
+        f"{growth:+.1f} MB ({'met' if abs(growth) < 5 else 'MISSED'}: < 5 MB over 200k)"
+    )
+    summary = {
+        "messages": result.messages,
+        "rate": result.rate,
+        "cpu_us_per_msg": result.cpu_us_per_msg,
+        "settings": scenario.settings(),
+        "rss_start_mb": samples[0][2],
+        "rss_after_warmup_mb": after_warmup[0][2],
+        "rss_end_mb": samples[-1][2],
+        "growth_after_warmup_mb": growth,
+        "slope_mb_per_100k": slope,
+        "samples": [{"seconds": s, "consumed": d, "rss_mb": r} for s, d, r in samples],
+    }
+    path = save({"soak": summary})
+    print(f"wrote {path} and {soak_chart(samples)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency-ms", type=float, default=10.0, help="added per MNS request")
+    parser.add_argument("--messages", type=int, default=20_000, help="per vod-events scenario")
+    parser.add_argument("--latency-seconds", type=float, default=6.0, help="paced phase length")
+    parser.add_argument("--pollers", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=32)
+    parser.add_argument("--prefetch", type=int, default=32)
+    parser.add_argument("--deleters", type=int, default=4)
+    parser.add_argument("--io-workers", type=int, nargs="+", default=[8, 16, 32, 64])
+    parser.add_argument("--only", nargs="+", metavar="KEY", help="run only these scenarios")
+    parser.add_argument("--soak", action="store_true", help="run the 200,000-message soak only")
+    args = parser.parse_args()
+    if args.soak:
+        run_soak(args)
+    else:
+        run_main(args)
+
+
+if __name__ == "__main__":
+    main()
