@@ -49,24 +49,25 @@ def constructor(cls: type[_T]) -> Callable[..., _T]:
         cls.__bases__,
         {
             "__slots__": cls.__dict__["__slots__"],
+            "__init__": object.__init__,  # not the base's: fields are set one by one below
             "__setattr__": object.__setattr__,
             "__delattr__": object.__delattr__,
         },
     )
-    probe: Any = object.__new__(builder)
+    probe: Any = builder()
     probe.__class__ = cls  # raises TypeError now, not at the first decode, if layouts differ
     # Generated like the dataclass __init__ itself; the globals are dunder names, so no
     # field name can shadow them.
     source = "\n".join(
         [
             f"def build(*, {', '.join(names)}):",
-            "    self = __new(__builder)",
+            "    self = __builder()",
             *(f"    self.{name} = {name}" for name in names),
             "    self.__class__ = __cls",
             "    return self",
         ]
     )
-    namespace: dict[str, Any] = {"__new": object.__new__, "__builder": builder, "__cls": cls}
+    namespace: dict[str, Any] = {"__builder": builder, "__cls": cls}
     exec(source, namespace)  # noqa: S102 - source built above from dataclass field names
     build = cast(Callable[..., _T], namespace["build"])
     build.__qualname__ = f"constructor({cls.__qualname__})"
