@@ -50,6 +50,10 @@ COUNTER_METRICS: dict[str, tuple[str, str]] = {
     "extended": ("visibility_extensions", "Visibility extensions made by the heartbeat."),
     "poll_errors": ("receive_errors", "Receive calls that failed (network errors, 5xx)."),
     "empty_polls": ("empty_receives", "Receive calls that returned no message."),
+    "callbacks_rejected": (
+        "http_callbacks_rejected",
+        "VOD HTTP callbacks refused: bad signature, too large, or too many at once.",
+    ),
 }
 
 
