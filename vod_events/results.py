@@ -62,7 +62,7 @@ def _object(value: Any, where: str, known: frozenset[str]) -> dict[str, Any]:
     the object has no others (the usual case) no key can need trimming, so none is checked."""
     if not isinstance(value, dict):
         raise ResultFormatError(f"{where} is {_json_type(value)}, not an object")
-    return value if value.keys() <= known else trim_keys(value)
+    return value if known.issuperset(value) else trim_keys(value)
 
 
 def _optional_object(value: Any, where: str, known: frozenset[str]) -> dict[str, Any]:
@@ -78,10 +78,14 @@ def _objects(
         return []
     if not isinstance(value, list):
         raise ResultFormatError(f"{where} is {_json_type(value)}, not a list")
-    return [
-        build(item if type(item) is dict and item.keys() <= known else _item(item, where, known))
-        for item in value
-    ]
+    # A loop, not a list comprehension: one would need closure cells for where/known/build,
+    # which costs more than the loop itself for the short lists VOD sends.
+    built: list[_T] = []
+    for item in value:
+        if type(item) is not dict or not known.issuperset(item):
+            item = _item(item, where, known)  # noqa: PLW2901 - the same item, checked
+        built.append(build(item))
+    return built
 
 
 def _item(value: Any, where: str, known: frozenset[str]) -> dict[str, Any]:
@@ -127,9 +131,11 @@ def _root(
             data = load_json(data)
         except ValueError as exc:
             raise ResultFormatError(f"{what} is not valid JSON ({exc})") from None
-    if isinstance(data, Mapping) and not isinstance(data, dict):
+    if not isinstance(data, dict) and isinstance(data, Mapping):
         data = dict(data)
     obj = _object(data, what, known)
+    if known.issuperset(obj):
+        return obj, {}
     return obj, {key: value for key, value in obj.items() if key not in known}
 
 
@@ -182,10 +188,11 @@ _ASR_BLOCK_KEYS = _keys("Duration AsrTextList")
 
 
 def _video_tag(item: dict[str, Any]) -> VideoTag:
+    tag, face_url = item.get("Tag"), item.get("FaceUrl")
     return _NEW_VIDEO_TAG(
-        tag=to_str(item.get("Tag")) or "",
+        tag=tag if type(tag) is str else to_str(tag) or "",
         times_ms=_ints(item.get("Times")),
-        face_url=to_str(item.get("FaceUrl")),
+        face_url=face_url if type(face_url) is str else to_str(face_url),
     )
 
 
@@ -303,8 +310,9 @@ def _dna_segment(item: dict[str, Any]) -> DnaSegment:
 
 
 def _dna_match(item: dict[str, Any]) -> DnaMatch:
+    primary_key = item.get("PrimaryKey")
     return _NEW_DNA_MATCH(
-        primary_key=to_str(item.get("PrimaryKey")),
+        primary_key=primary_key if type(primary_key) is str else to_str(primary_key),
         similarity=to_float(item.get("Similarity")),
         segments=_objects(item.get("Detail"), "VideoDNA.Detail", _DNA_DETAIL_KEYS, _dna_segment),
     )
@@ -424,40 +432,49 @@ _TITLE_ITEM_KEYS = _keys("Suggestion Label Score Content Scene Type")
 
 
 def _audit_frame(item: dict[str, Any]) -> AuditFrame:
+    label, url = item.get("Label"), item.get("Url")
     return _NEW_AUDIT_FRAME(
-        label=to_str(item.get("Label")),
+        label=label if type(label) is str else to_str(label),
         score=to_float(item.get("Score")),
         timestamp_ms=to_int(item.get("Timestamp")),
-        url=to_str(item.get("Url")),
+        url=url if type(url) is str else to_str(url),
     )
 
 
-def _counters(value: Any, where: str) -> dict[str, int | None]:
+def _counters(value: Any, scene_key: str) -> dict[str, int | None]:
     """CounterList ``[{Label, Count}]`` as ``{label: count}`` (Count: a string in some APIs)."""
     counters: dict[str, int | None] = {}
     if value is None:
         return counters
     if not isinstance(value, list):
-        raise ResultFormatError(f"{where} is {_json_type(value)}, not a list")
+        raise ResultFormatError(f"{scene_key}.CounterList is {_json_type(value)}, not a list")
     for entry in value:
         item = entry
-        if type(item) is not dict or not item.keys() <= _COUNTER_KEYS:
-            item = _item(entry, where, _COUNTER_KEYS)
-        label = to_str(item.get("Label"))
+        if type(item) is not dict or not _COUNTER_KEYS.issuperset(item):
+            item = _item(entry, f"{scene_key}.CounterList", _COUNTER_KEYS)
+        label = item.get("Label")
+        if type(label) is not str:
+            label = to_str(label)
         if label is not None:
             count = item.get("Count")
             counters[label] = count if type(count) is int else to_int(count)
     return counters
 
 
-def _audit_scene(item: dict[str, Any], where: str) -> AuditScene:
+def _audit_scene(item: dict[str, Any], scene_key: str) -> AuditScene:
+    suggestion, label = item.get("Suggestion"), item.get("Label")
     return _NEW_AUDIT_SCENE(
-        suggestion=to_str(item.get("Suggestion")),
-        label=to_str(item.get("Label")),
+        suggestion=suggestion if type(suggestion) is str else to_str(suggestion),
+        label=label if type(label) is str else to_str(label),
         max_score=to_float(item.get("MaxScore")),
         average_score=to_float(item.get("AverageScore")),
-        counters=_counters(item.get("CounterList"), f"{where}.CounterList"),
-        top=_objects(item.get("TopList"), f"{where}.TopList", _FRAME_KEYS, _audit_frame),
+        counters=_counters(item.get("CounterList"), scene_key),
+        top=_objects(
+            item.get("TopList"),
+            _TOP_LISTS.get(scene_key) or f"{scene_key}.TopList",
+            _FRAME_KEYS,
+            _audit_frame,
+        ),
     )
 
 
@@ -470,6 +487,7 @@ _SCENE_NAMES = {
     "LogoResult": "logo",
     "GreenEnhancedResult": "green_enhanced",
 }
+_TOP_LISTS = {key: f"{key}.TopList" for key in _SCENE_NAMES}  # labels for errors, made once
 
 
 def _scene_name(key: str) -> str:
@@ -497,30 +515,34 @@ def _audit_video(item: dict[str, Any]) -> AuditVideo:
 
 
 def _audit_verdict(item: dict[str, Any]) -> AuditVerdict:
+    scene, label, suggestion = item.get("Scene"), item.get("Label"), item.get("Suggestion")
     return _NEW_AUDIT_VERDICT(
-        scene=to_str(item.get("Scene")),
-        label=to_str(item.get("Label")),
-        suggestion=to_str(item.get("Suggestion")),
+        scene=scene if type(scene) is str else to_str(scene),
+        label=label if type(label) is str else to_str(label),
+        suggestion=suggestion if type(suggestion) is str else to_str(suggestion),
         score=to_float(item.get("Score")),
     )
 
 
 def _audit_cover(item: dict[str, Any]) -> AuditCover:
+    suggestion, label, url = item.get("Suggestion"), item.get("Label"), item.get("Url")
     return _NEW_AUDIT_COVER(
-        suggestion=to_str(item.get("Suggestion")),
-        label=to_str(item.get("Label")),
-        url=to_str(item.get("Url")),
+        suggestion=suggestion if type(suggestion) is str else to_str(suggestion),
+        label=label if type(label) is str else to_str(label),
+        url=url if type(url) is str else to_str(url),
         results=_objects(item.get("Result"), "CoverResult.Result", _VERDICT_KEYS, _audit_verdict),
     )
 
 
 def _audit_title(item: dict[str, Any]) -> AuditTitle:
+    suggestion, label, content = item.get("Suggestion"), item.get("Label"), item.get("Content")
+    scene = item.get("Scene")
     return _NEW_AUDIT_TITLE(
-        suggestion=to_str(item.get("Suggestion")),
-        label=to_str(item.get("Label")),
+        suggestion=suggestion if type(suggestion) is str else to_str(suggestion),
+        label=label if type(label) is str else to_str(label),
         score=to_float(item.get("Score")),
-        content=to_str(item.get("Content")),
-        scene=to_str(item.get("Scene")),
+        content=content if type(content) is str else to_str(content),
+        scene=scene if type(scene) is str else to_str(scene),
     )
 
 
