@@ -443,6 +443,10 @@ def _open_envelope(obj: dict[str, Any], body: bytes | str, layer: int) -> dict[s
 
 
 def _base64(text: str) -> bytes | None:
+    try:  # the usual case, one unbroken line: checked and decoded in one pass
+        return binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII characters
+        pass
     compact = "".join(text.split())  # MIME-style Base64 may be wrapped over lines
     if not compact:
         return None
