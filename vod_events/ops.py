@@ -101,6 +101,7 @@ def _histogram(name: str, help_text: str, histogram: Histogram) -> HistogramMetr
     """A Stats histogram (one count per bucket) as Prometheus cumulative buckets."""
     buckets: list[tuple[str, float]] = []
     cumulative = 0
+    # counts has one more entry than BUCKETS: values above every bound, only in +Inf.
     for bound, count in zip(BUCKETS, histogram.counts, strict=False):
         cumulative += count
         buckets.append((_bound_text(bound), cumulative))
