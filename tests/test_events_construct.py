@@ -86,12 +86,13 @@ def test_nested_values_are_kept_as_given() -> None:
     assert match == DnaMatch(primary_key="older", similarity=0.99, segments=[segment])
 
 
-def test_every_field_must_be_given_by_keyword() -> None:
+def test_every_field_must_be_given() -> None:
     build = constructor(VideoTag)
+    assert build("a", [1], "u") == VideoTag(tag="a", times_ms=[1], face_url="u")
     with pytest.raises(TypeError, match="face_url"):
         build(tag="a", times_ms=[])
-    with pytest.raises(TypeError):
-        build("a", [], None)
+    with pytest.raises(TypeError, match="face_url"):
+        build("a", [])
     with pytest.raises(TypeError, match="colour"):
         build(tag="a", times_ms=[], face_url=None, colour="red")
 
