@@ -14,7 +14,15 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vod_events.coerce import parse_time, to_bool, to_float, to_int, to_str, to_str_list
+from vod_events.coerce import (
+    load_json,
+    parse_time,
+    to_bool,
+    to_float,
+    to_int,
+    to_str,
+    to_str_list,
+)
 from vod_events.decoder import EXCERPT_LIMIT, decode
 from vod_events.errors import DecodeError
 from vod_events.events import EVENT_TYPES, VodEvent
@@ -226,3 +234,45 @@ def test_value_readers_never_raise(value: Any) -> None:
 def test_time_parser_never_raises(text: str) -> None:
     moment = parse_time(text)
     assert moment is None or moment.utcoffset() is not None
+
+
+def _strict_decode(text: str) -> tuple[str, Any]:
+    """What load_json must agree with: the standard JSON decoder, with NaN, Infinity and
+    out-of-range numbers refused - ("value", v) or ("error", message)."""
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not valid JSON")
+
+    def finite(number: str) -> float:
+        value = float(number)
+        if abs(value) == float("inf"):
+            raise ValueError(f"number {number[:24]} is out of range")
+        return value
+
+    try:
+        decoded = json.JSONDecoder(parse_constant=refuse, parse_float=finite).decode(text)
+    except RecursionError:
+        return ("error", "JSON nested too deeply")
+    except ValueError as exc:
+        return ("error", str(exc))
+    return ("value", decoded)
+
+
+json_texts = st.builds(
+    lambda before, value, after: before + json.dumps(value) + after,
+    st.sampled_from(["", " ", "\n\t", "x"]),
+    json_values,
+    st.sampled_from(["", " ", "\r\n", ",", "}", "x", "1"]),
+)
+
+
+@FAST
+@given(json_texts | st.text(max_size=40) | vod_like)
+def test_load_json_agrees_with_the_standard_decoder(text: str) -> None:
+    """load_json's fast path (the scanner alone) gives the same value or the same error as
+    the full JSONDecoder.decode, surrounding whitespace and trailing data included."""
+    try:
+        outcome: tuple[str, Any] = ("value", load_json(text))
+    except ValueError as exc:
+        outcome = ("error", str(exc))
+    assert outcome == _strict_decode(text)
