@@ -48,22 +48,23 @@ _JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_fl
 # argument as a scanner, but it is the decoder whose settings the scanner takes).
 _scan_value = json.scanner.make_scanner(_JSON)  # type: ignore[arg-type]
 _INFINITY = math.inf
+_JSON_WHITESPACE = " \t\n\r"  # what JSON allows around a value (not every str.isspace())
 
 
 def load_json(text: str) -> Any:
     """Parse JSON text strictly: no NaN, no Infinity, no number beyond the float range.
     Raises ``ValueError`` for anything else, including nesting too deep for the parser."""
     try:
-        # The usual text is one value without surrounding whitespace: the scanner alone parses
+        # The usual text is one value, perhaps followed by whitespace: the scanner alone parses
         # it, without decode()'s two whitespace regex matches (~0.5 us a call). Anything else
-        # goes through decode(), which skips the whitespace or says what is wrong.
+        # goes through decode(), which skips leading whitespace or says what is wrong.
         try:
             value, end = _scan_value(text, 0)
         except StopIteration:  # no value at offset 0
-            end = -1
-        if end == len(text):
+            return _JSON.decode(text)
+        if end == len(text) or not text[end:].strip(_JSON_WHITESPACE):
             return value
-        return _JSON.decode(text)
+        return _JSON.decode(text)  # data after the value: the error
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
 
