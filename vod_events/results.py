@@ -188,10 +188,17 @@ _ASR_BLOCK_KEYS = _keys("Duration AsrTextList")
 
 
 def _video_tag(item: dict[str, Any]) -> VideoTag:
-    tag, face_url = item.get("Tag"), item.get("FaceUrl")
+    tag, times, face_url = item.get("Tag"), item.get("Times"), item.get("FaceUrl")
+    if type(times) is list:  # _ints() inlined for its usual case: the bulk of a tagging result
+        try:
+            times_ms = [*map(int, times)]
+        except (TypeError, ValueError):
+            times_ms = _ints(times)
+    else:
+        times_ms = _ints(times)
     return _NEW_VIDEO_TAG(
         tag=tag if type(tag) is str else to_str(tag) or "",
-        times_ms=_ints(item.get("Times")),
+        times_ms=times_ms,
         face_url=face_url if type(face_url) is str else to_str(face_url),
     )
 
