@@ -91,6 +91,8 @@ def to_str(value: Any) -> str | None:
     """A string as is; a number or boolean as its JSON text; anything else ``None``."""
     if isinstance(value, str):
         return value
+    if value is None:  # common (an absent field), and cheaper to rule out than to test below
+        return None
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -169,6 +171,8 @@ def parse_time(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
+    if parsed.tzinfo is UTC:  # "...Z" and "+00:00": already what is returned
+        return parsed
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     try:
