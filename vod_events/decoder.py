@@ -286,7 +286,6 @@ _GENERIC = _table(GenericEvent)
 # --- the event -------------------------------------------------------------------------------
 
 _LABEL = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-_blake2b = hashlib.blake2b
 
 
 def _dedupe_key(
@@ -305,7 +304,7 @@ def _dedupe_key(
             material += "\x1f" + (value if isinstance(value, str) else _canonical(value))
     else:
         material = "body\x1f" + _canonical(fields)
-    digest = _blake2b(material.encode("utf-8", "surrogatepass"), digest_size=16)
+    digest = hashlib.blake2b(material.encode("utf-8", "surrogatepass"), digest_size=16)
     label = event_type if table is not _GENERIC or _LABEL.fullmatch(event_type) else "unknown"
     return f"{label}:{digest.hexdigest()}"
 

@@ -53,6 +53,11 @@ class ResultFormatError(ValueError):
 
 
 # --- reading helpers -------------------------------------------------------------------------
+#
+# Speed matters here: one AI event holds dozens of items. So the readers build each object with
+# a ``constructor()`` (``_NEW_<CLASS>``, made below each class; the frozen ``__init__`` costs
+# 2-4 times as much), and take a string value as it is (``v if type(v) is str else to_str(v)``)
+# rather than calling ``to_str`` for every field.
 
 _T = TypeVar("_T")
 
