@@ -9,8 +9,9 @@
 
 Threads and what they own:
 - Pollers (`pollers`) long-poll with BatchReceiveMessage for min(16, free slots) messages,
-  so at most `workers + prefetch` messages are in flight, and poll again as soon as a slot
-  frees up — never waiting for a whole batch (consumer lesson 1).
+  so at most `workers + prefetch` messages are in flight, and poll again as soon as slots
+  free up (a quarter of the capacity, at most 16, or any 50 ms after the first) — never
+  waiting for a whole batch (consumer lesson 1).
 - Workers (`workers`) run the `Processor` on one message at a time.
 - Deleters (`deleters`) batch successful messages into BatchDeleteMessage calls.
 - The heartbeat extends visibility for running AND waiting messages (lesson 2).
@@ -54,6 +55,8 @@ from vod_events.transport import (
 log = structlog.get_logger("vod_events.worker")
 
 MAX_BATCH = 16  # MNS's limit for batch receive and batch delete
+# Longest a poller waits for a fuller batch of free slots once one is free (see `Slots`).
+POLL_PATIENCE_SECONDS = 0.05
 
 # Exit codes of `Consumer.run`.
 EXIT_OK = 0
@@ -98,16 +101,35 @@ class InFlight:
 
 
 class Slots:
-    """Counts free in-flight slots; pollers take up to 16 at a time, finishing frees one."""
+    """Counts free in-flight slots; pollers take up to 16 at a time, finishing frees one.
 
-    def __init__(self, total: int) -> None:
+    When the workers are the bottleneck, slots free up one at a time. A poller taking each
+    as it frees would send one receive per message: a full round trip and request for one
+    message, and a wake-up of every poller per finished message. So a poller waits for
+    `batch` free slots, or `patience` seconds once at least one is free: it still polls as
+    slots free up, never waiting for whole batches to finish (consumer lesson 1).
+    """
+
+    def __init__(self, total: int, batch: int = 1, patience: float = 0.0) -> None:
         self.free = total
+        self.batch = max(1, min(batch, total))
+        self.patience = patience
         self._cond = threading.Condition()
 
     def take_up_to(self, wanted: int, stopping: threading.Event) -> int:
+        enough = min(wanted, self.batch)
         with self._cond:
-            while self.free == 0 and not stopping.is_set():
-                self._cond.wait(timeout=0.5)
+            give_up_at: float | None = None
+            while self.free < enough and not stopping.is_set():
+                if self.free == 0:
+                    self._cond.wait(timeout=0.5)
+                    continue
+                now = time.monotonic()
+                if give_up_at is None:
+                    give_up_at = now + self.patience
+                elif now >= give_up_at:
+                    break
+                self._cond.wait(timeout=give_up_at - now)
             taken = min(wanted, self.free)
             self.free -= taken
             return taken
@@ -115,8 +137,12 @@ class Slots:
     def give_back(self, count: int = 1) -> None:
         if count:
             with self._cond:
+                before = self.free
                 self.free += count
-                self._cond.notify_all()
+                # Wake the pollers only when it changes what they do: the first free slot
+                # (their patience starts) or a full batch.
+                if before == 0 or before < self.batch <= self.free:
+                    self._cond.notify_all()
 
     def wake_all(self) -> None:
         with self._cond:
@@ -159,7 +185,10 @@ class Consumer:
         self._deletes: queue.Queue[InFlight | None] = queue.Queue(
             maxsize=MAX_BATCH * 4 * s.deleters
         )
-        self._slots = Slots(s.workers + s.prefetch)
+        capacity = s.workers + s.prefetch
+        self._slots = Slots(
+            capacity, batch=min(MAX_BATCH, capacity // 4), patience=POLL_PATIENCE_SECONDS
+        )
         self._local = threading.local()
         self._transports: list[Transport] = []
         self._transports_lock = threading.Lock()
