@@ -151,8 +151,9 @@ class MemoryStore:
 class SQLiteStore:
     """A SQLite file shared by the threads and processes of one host.
 
-    One connection per thread; WAL mode so readers never block the writer; every state
-    change is one statement (its own transaction), so two processes cannot both claim a key.
+    One connection per process, used by one thread at a time; WAL mode so other processes'
+    readers never block. Every state change is one statement (its own transaction), so two
+    processes cannot both claim a key.
     """
 
     _SCHEMA = """
@@ -176,34 +177,31 @@ class SQLiteStore:
         self.clock = clock
         self.claim_ttl = claim_ttl
         self.completed_ttl = completed_ttl
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._connections_lock = threading.Lock()
         self._held = _HeldClaims()
         self._claims = 0
-        # This process's threads take turns at SQLite's write lock through this one. A
-        # connection that finds SQLite's lock taken sleeps 1, 2, 5, 10... ms in its busy
-        # handler; with dozens of workers on a loaded host those sleeps became convoys
-        # (most claims waiting milliseconds). Here a waiter wakes as soon as the lock is
-        # free. Other processes still meet SQLite's own lock and the busy timeout.
-        self._writing = threading.Lock()
+        # This process's threads take turns at one connection. With a connection per worker
+        # thread, writers that found SQLite's write lock taken slept 1, 2, 5, 10... ms in its
+        # busy handler, and under load those sleeps became convoys; each connection also
+        # kept its own page cache (RSS growing with the workers and the table). A waiter
+        # here wakes as soon as the lock is free. Other processes still meet SQLite's own
+        # lock and the busy timeout.
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connection() as db:
-            db.execute(self._SCHEMA)
+        with self._lock:
+            self._connection().execute(self._SCHEMA)
 
     def _connection(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            # check_same_thread off only so close() can run from the stopping thread.
+        """The connection, opened on first use (again after close()); hold `_lock`."""
+        if self._db is None:
+            # Used by one thread at a time (under _lock), but not always the same one.
             db = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL
-            self._local.db = db
-            with self._connections_lock:
-                self._connections.append(db)
-        return db
+            self._db = db
+        return self._db
 
     # Take the key if it is absent or its row has expired, in ONE statement: atomic on its
     # own, and SQLite's write lock is held only inside that one call. (A BEGIN IMMEDIATE ..
@@ -218,24 +216,21 @@ class SQLiteStore:
     """
 
     def claim(self, key: str) -> Claim:
-        db = self._connection()
-        for _ in range(3):  # the row can expire or go between the claim and the look: again
+        for _ in range(3):  # another process can free the row between claim and look: again
             now = self.clock()
             token = uuid.uuid4().hex
-            with self._writing:
-                claimed = db.execute(
-                    self._CLAIM,
-                    (key, ClaimState.IN_PROGRESS.value, token, now + self.claim_ttl, now),
-                ).rowcount
-                self._claims += claimed
-                if claimed and self._claims % self.PURGE_EVERY == 0:
-                    db.execute("DELETE FROM idempotency WHERE expires < ?", (now,))
-            if claimed == 1:
-                self._held.add(key, token)
-                return Claim(ClaimState.CLAIMED)
-            row = db.execute(
-                "SELECT state, expires FROM idempotency WHERE key = ?", (key,)
-            ).fetchone()
+            with self._lock:
+                db = self._connection()
+                params = (key, ClaimState.IN_PROGRESS.value, token, now + self.claim_ttl, now)
+                if db.execute(self._CLAIM, params).rowcount == 1:
+                    self._held.add(key, token)
+                    self._claims += 1
+                    if self._claims % self.PURGE_EVERY == 0:
+                        db.execute("DELETE FROM idempotency WHERE expires < ?", (now,))
+                    return Claim(ClaimState.CLAIMED)
+                row = db.execute(
+                    "SELECT state, expires FROM idempotency WHERE key = ?", (key,)
+                ).fetchone()
             if row is not None and row[1] > now:
                 if row[0] == ClaimState.COMPLETED.value:
                     return Claim(ClaimState.COMPLETED)
@@ -244,18 +239,16 @@ class SQLiteStore:
 
     def complete(self, key: str) -> None:
         self._held.pop(key)
-        db = self._connection()
-        with self._writing:
-            db.execute(
+        with self._lock:
+            self._connection().execute(
                 "INSERT OR REPLACE INTO idempotency VALUES (?, ?, '', ?)",
                 (key, ClaimState.COMPLETED.value, self.clock() + self.completed_ttl),
             )
 
     def release(self, key: str) -> None:
         token = self._held.pop(key)
-        db = self._connection()
-        with self._writing:
-            db.execute(
+        with self._lock:
+            self._connection().execute(
                 "DELETE FROM idempotency WHERE key = ? AND owner = ? AND state = ?",
                 (key, token, ClaimState.IN_PROGRESS.value),
             )
@@ -265,8 +258,8 @@ class SQLiteStore:
         if not held:
             return
         expiry = self.clock() + self.claim_ttl
-        db = self._connection()
-        with self._writing:
+        with self._lock:
+            db = self._connection()
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
                 "UPDATE idempotency SET expires = ? WHERE key = ? AND owner = ?",
@@ -275,11 +268,10 @@ class SQLiteStore:
             db.execute("COMMIT")
 
     def close(self) -> None:
-        with self._connections_lock:
-            for db in self._connections:
-                db.close()
-            self._connections.clear()
-        self._local = threading.local()
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
 
 class RedisStore:
