@@ -57,6 +57,8 @@ log = structlog.get_logger("vod_events.worker")
 MAX_BATCH = 16  # MNS's limit for batch receive and batch delete
 # Longest a poller waits for a fuller batch of free slots once one is free (see `Slots`).
 POLL_PATIENCE_SECONDS = 0.05
+# How long a deleter naps between looks at its queue while a batch fills up.
+DELETE_NAP_SECONDS = 0.005
 
 # Exit codes of `Consumer.run`.
 EXIT_OK = 0
@@ -480,13 +482,17 @@ class Consumer:
             batch = [first]
             flush_at = time.monotonic() + s.delete_flush_seconds
             while len(batch) < MAX_BATCH:
-                remaining = flush_at - time.monotonic()
-                if remaining <= 0:
-                    break
+                # Take what is queued; when nothing is, nap briefly instead of blocking in
+                # get(): a blocked deleter was woken by every single put, a thread switch
+                # per deleted message.
                 try:
-                    item = self._deletes.get(timeout=remaining)
+                    item = self._deletes.get_nowait()
                 except queue.Empty:
-                    break
+                    remaining = flush_at - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    time.sleep(min(remaining, DELETE_NAP_SECONDS))
+                    continue
                 if item is None:  # shutdown: send what we have, then stop
                     done = True
                     break
