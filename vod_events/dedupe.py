@@ -17,6 +17,7 @@ threads and processes), `RedisStore` (a fleet of replicas; atomic claims), `Null
 from __future__ import annotations
 
 import enum
+import itertools
 import sqlite3
 import threading
 import time
@@ -62,9 +63,17 @@ class _HeldClaims:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._held: dict[str, str] = {}
+        # Owner tokens only need to be unique: a random prefix per store and a counter. A
+        # uuid4() per claim read os.urandom, a system call that gives up the GIL - under
+        # load, a thread switch per claim.
+        self._prefix = uuid.uuid4().hex
+        self._count = itertools.count()
+
+    def new_token(self) -> str:
+        return f"{self._prefix}-{next(self._count)}"  # next() on a count is atomic
 
     def add(self, key: str, token: str | None = None) -> str:
-        token = token or uuid.uuid4().hex
+        token = token or self.new_token()
         with self._lock:
             self._held[key] = token
         return token
@@ -218,7 +227,7 @@ class SQLiteStore:
     def claim(self, key: str) -> Claim:
         for _ in range(3):  # another process can free the row between claim and look: again
             now = self.clock()
-            token = uuid.uuid4().hex
+            token = self._held.new_token()
             with self._lock:
                 db = self._connection()
                 params = (key, ClaimState.IN_PROGRESS.value, token, now + self.claim_ttl, now)
