@@ -306,3 +306,71 @@ def test_config_error_names_file_and_key_and_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert f"{cfg}, key 'consumer.workers': must be an integer, got 'many'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _chain_env(tmp_path: Path, profile: str | None) -> dict[str, str]:
+    """Environment for a daemon using `credentials = "default"`: only a profile file, no
+    AccessKey variables, and no ECS metadata or CLI profile lookups."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_ACCESS_KEY")}
+    ini = tmp_path / "credentials.ini"
+    if profile is not None:
+        ini.write_text(profile)
+    env.update(
+        {
+            "PYTHONPATH": str(TESTS),
+            "VOD_TEST_CALLS": str(tmp_path / "calls.jsonl"),
+            "ALIBABA_CLOUD_CREDENTIALS_FILE": str(ini),
+            "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
+            "ALIBABA_CLOUD_CLI_PROFILE_DISABLED": "true",
+            "VOD_EVENTS_MNS_CREDENTIALS": "default",
+        }
+    )
+    return env
+
+
+def test_default_credential_chain_signs_requests(server: LocalMNSServer, tmp_path: Path) -> None:
+    client(server).send(event_body("job-chain"))
+    profile = (
+        f"[default]\ntype = access_key\naccess_key_id = {KEY_ID}\naccess_key_secret = {SECRET}\n"
+    )
+    daemon = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vod_events.consume",
+            "--config",
+            str(_daemon_config(server, tmp_path)),
+        ],
+        env=_chain_env(tmp_path, profile),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: len(_calls(tmp_path)) == 2, timeout=20, what="the handler's call")
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=30)
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 0, stderr
+    assert [c["job_id"] for c in _calls(tmp_path)] == ["job-chain", "job-chain"]
+    assert SECRET not in stderr
+
+
+def test_default_credential_chain_with_nothing_to_find_is_fatal(
+    server: LocalMNSServer, tmp_path: Path
+) -> None:
+    daemon = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vod_events.consume",
+            "--config",
+            str(_daemon_config(server, tmp_path)),
+        ],
+        env=_chain_env(tmp_path, profile=None),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _, stderr = daemon.communicate(timeout=30)
+    assert daemon.returncode == 1
+    assert "CredentialsUnavailable" in stderr

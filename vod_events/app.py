@@ -53,13 +53,19 @@ def credentials_provider(config: Config) -> Any:
             key="mns.credentials",
         ) from None
     from mns.auth import Credentials
+    from mns.mns_exception import MNSClientException
 
     client = CredentialClient()
 
     class DefaultChainProvider:
         # The credential client caches and refreshes before expiry; ask it on every request.
         def get_credentials(self) -> Any:
-            current = client.get_credential()
+            try:
+                current = client.get_credential()
+            except Exception as exc:  # no provider in the chain could supply credentials
+                raise MNSClientException(
+                    "CredentialsUnavailable", f"default credential chain: {exc}"
+                ) from None
             return Credentials(
                 current.access_key_id, current.access_key_secret, current.security_token or ""
             )

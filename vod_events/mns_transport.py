@@ -37,6 +37,7 @@ FATAL_CODES = frozenset(
         "MissingAuthorizationHeader",
         "InvalidAuthorizationHeader",
         "TimeExpired",
+        "CredentialsUnavailable",  # the default credential chain found nothing
     }
 )
 
@@ -138,7 +139,8 @@ class MNSTransport:
         except MNSClientNetworkException as exc:
             raise TransportError(f"network error: {exc.message}", code=exc.type) from exc
         except MNSExceptionBase as exc:
-            raise TransportError(f"{exc.type}: {exc.message}", code=exc.type) from exc
+            error = FatalTransportError if exc.type in FATAL_CODES else TransportError
+            raise error(f"{exc.type}: {exc.message}", code=exc.type) from exc
         except (OSError, ValueError) as exc:  # SDK internals (XML, sockets) that escape it
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
 
