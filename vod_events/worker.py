@@ -31,6 +31,7 @@ consumer with a non-zero exit code (lesson 10).
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 import time
@@ -57,8 +58,6 @@ log = structlog.get_logger("vod_events.worker")
 MAX_BATCH = 16  # MNS's limit for batch receive and batch delete
 # Longest a poller waits for a fuller batch of free slots once one is free (see `Slots`).
 POLL_PATIENCE_SECONDS = 0.05
-# How long a deleter naps between looks at its queue while a batch fills up.
-DELETE_NAP_SECONDS = 0.005
 
 # Exit codes of `Consumer.run`.
 EXIT_OK = 0
@@ -151,6 +150,56 @@ class Slots:
             self._cond.notify_all()
 
 
+class DeleteQueue:
+    """Successful messages waiting for a BatchDeleteMessage; bounded (`put` blocks when full).
+
+    `take` returns a batch once 16 are waiting or the oldest has waited `flush_seconds`, and
+    a deleter is woken for exactly that: by the first message (to start its clock) and by
+    the 16th, not by every message - each wake-up is a thread switch and a GIL hand-over.
+    After `close`, deleters take what is left, then get None.
+    """
+
+    def __init__(self, capacity: int, flush_seconds: float) -> None:
+        self.capacity = capacity
+        self.flush_seconds = flush_seconds
+        self._items: collections.deque[tuple[float, InFlight]] = collections.deque()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)  # deleters wait here
+        self._room = threading.Condition(self._lock)  # workers wait here when it is full
+
+    def put(self, entry: InFlight) -> None:
+        with self._lock:
+            while len(self._items) >= self.capacity:
+                self._room.wait()
+            self._items.append((time.monotonic(), entry))
+            if len(self._items) in (1, MAX_BATCH):
+                self._ready.notify()
+
+    def take(self) -> list[InFlight] | None:
+        with self._lock:
+            while True:
+                if self._items:
+                    due = self._items[0][0] + self.flush_seconds - time.monotonic()
+                    if len(self._items) >= MAX_BATCH or due <= 0 or self._closed:
+                        count = min(MAX_BATCH, len(self._items))
+                        batch = [self._items.popleft()[1] for _ in range(count)]
+                        self._room.notify(count)
+                        if self._items:  # the rest needs a deleter watching its clock
+                            self._ready.notify()
+                        return batch
+                    self._ready.wait(timeout=due)
+                elif self._closed:
+                    return None
+                else:
+                    self._ready.wait()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._ready.notify_all()
+
+
 class Consumer:
     """Consumes one queue with `processor` until stopped. See the module docstring."""
 
@@ -184,9 +233,7 @@ class Consumer:
         self._inflight_lock = threading.Lock()
         self._work: queue.SimpleQueue[InFlight | None] = queue.SimpleQueue()
         s = self.settings
-        self._deletes: queue.Queue[InFlight | None] = queue.Queue(
-            maxsize=MAX_BATCH * 4 * s.deleters
-        )
+        self._deletes = DeleteQueue(MAX_BATCH * 4 * s.deleters, s.delete_flush_seconds)
         capacity = s.workers + s.prefetch
         self._slots = Slots(
             capacity, batch=min(MAX_BATCH, capacity // 4), patience=POLL_PATIENCE_SECONDS
@@ -276,8 +323,7 @@ class Consumer:
                 "their messages will be redelivered",
                 running=abandoned,
             )
-        for _ in range(s.deleters):
-            self._deletes.put(None)
+        self._deletes.close()  # deleters send what is left, then stop
         self._join(self._threads("deleter"), timeout=10.0)
         self._finished.set()
         self._join(self._threads("heartbeat"), timeout=5.0)
@@ -473,30 +519,7 @@ class Consumer:
     # ---------------------------------------------------------------- finish
 
     def _deleter_loop(self) -> None:
-        s = self.settings
-        done = False
-        while not done:
-            first = self._deletes.get()
-            if first is None:
-                return
-            batch = [first]
-            flush_at = time.monotonic() + s.delete_flush_seconds
-            while len(batch) < MAX_BATCH:
-                # Take what is queued; when nothing is, nap briefly instead of blocking in
-                # get(): a blocked deleter was woken by every single put, a thread switch
-                # per deleted message.
-                try:
-                    item = self._deletes.get_nowait()
-                except queue.Empty:
-                    remaining = flush_at - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    time.sleep(min(remaining, DELETE_NAP_SECONDS))
-                    continue
-                if item is None:  # shutdown: send what we have, then stop
-                    done = True
-                    break
-                batch.append(item)
+        while (batch := self._deletes.take()) is not None:
             self._delete(batch)
 
     def _delete(self, batch: list[InFlight]) -> None:
