@@ -11,10 +11,16 @@ import contextlib
 import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
+from xml.etree import ElementTree
 
 from mns.account import Account
 from mns.message_property import MessagePropertyValue
+from mns.mns_client import URISEC_MESSAGE, URISEC_QUEUE
 from mns.mns_exception import MNSClientNetworkException, MNSExceptionBase, MNSServerException
+from mns.mns_http import RequestInternal
+from mns.mns_request import BatchReceiveMessageRequest, BatchReceiveMessageResponse
+from mns.mns_tool import BatchReceiveMessageValidator
+from mns.mns_xml_handler import BatchRecvMessageDecoder
 from mns.queue import Message
 
 from vod_events.transport import (
@@ -85,10 +91,41 @@ class MNSTransport:
 
     def receive(self, max_messages: int, wait_seconds: int) -> list[ReceivedMessage]:
         try:
-            messages = self._call(self._queue.batch_receive_message, max_messages, wait_seconds)
+            messages: list[ReceivedMessage] = self._call(
+                self._batch_receive, max_messages, wait_seconds
+            )
         except MessageGone:  # MessageNotExist: the queue is empty, which is not an error
             return []
-        return [_received(m) for m in messages]
+        return messages
+
+    def _batch_receive(self, max_messages: int, wait_seconds: int) -> list[ReceivedMessage]:
+        """`Queue.batch_receive_message`, step by step through the SDK's client (validation,
+        signature, HTTP, status and error decoding), but reading the reply with ElementTree.
+
+        The SDK reads it with xml.dom.minidom: about 40 us per message, most of a poller's
+        CPU time and a long hold of the GIL for every batch. Replies with anything beyond
+        the plain fields (user or system properties, empty or nested elements, values that
+        are not numbers where numbers belong) go to the SDK's own decoder, so they come
+        out exactly as before.
+        """
+        client = self._account.mns_client
+        request = BatchReceiveMessageRequest(self.queue_name, max_messages, False, wait_seconds)
+        BatchReceiveMessageValidator.validate(request)
+        uri = (
+            f"/{URISEC_QUEUE}/{self.queue_name}/{URISEC_MESSAGE}"
+            f"?numOfMessages={max_messages}&waitseconds={wait_seconds}"
+        )
+        internal = RequestInternal(request.method, uri)
+        client.build_header(request, internal)
+        reply = client.http.send_request(internal)
+        response = BatchReceiveMessageResponse()
+        response.status, response.header = reply.status, reply.header
+        client.check_status(internal, reply, response)  # raises MNSServerException
+        fast = _plain_messages(reply.data)
+        if fast is not None:
+            return fast
+        entries = BatchRecvMessageDecoder.decode(reply.data, False, internal.get_req_id())
+        return [_received(entry) for entry in entries]
 
     def delete(self, receipt_handles: Sequence[str]) -> list[DeleteFailure]:
         try:
@@ -165,6 +202,66 @@ def _translate(exc: MNSServerException) -> TransportError:
     if code in FATAL_CODES:
         return FatalTransportError(text, code=code)
     return TransportError(text, code=code)
+
+
+# The fields of a <Message> in a BatchReceiveMessage reply that `_plain_messages` reads.
+_PLAIN_FIELDS = frozenset(
+    {
+        "MessageId",
+        "ReceiptHandle",
+        "MessageBodyMD5",
+        "MessageBody",
+        "EnqueueTime",
+        "NextVisibleTime",
+        "FirstDequeueTime",
+        "DequeueCount",
+        "Priority",
+    }
+)
+
+
+def _plain_messages(xml: str) -> list[ReceivedMessage] | None:
+    """The messages of a BatchReceiveMessage reply whose <Message> elements hold only the
+    plain fields above, each with text; None for anything else (the SDK decodes that)."""
+    try:
+        # The reply the SDK would parse with the same expat parser (via minidom), from the
+        # configured endpoint; expat >= 2.4.1 bounds entity expansion.
+        root = ElementTree.fromstring(xml)  # noqa: S314
+    except ElementTree.ParseError:
+        return None
+    messages = []
+    for element in root:
+        if _local(element.tag) != "Message":
+            return None
+        fields: dict[str, str] = {}
+        for child in element:
+            name = _local(child.tag)
+            if name not in _PLAIN_FIELDS or len(child) or not child.text or name in fields:
+                return None
+            fields[name] = child.text
+        if len(fields) != len(_PLAIN_FIELDS):
+            return None
+        try:
+            messages.append(
+                ReceivedMessage(
+                    message_id=fields["MessageId"],
+                    receipt_handle=fields["ReceiptHandle"],
+                    body=fields["MessageBody"],
+                    dequeue_count=int(fields["DequeueCount"]),
+                    enqueue_time_ms=int(fields["EnqueueTime"]),
+                    first_dequeue_time_ms=int(fields["FirstDequeueTime"]),
+                    next_visible_time_ms=int(fields["NextVisibleTime"]),
+                    priority=int(fields["Priority"]),
+                )
+            )
+        except ValueError:
+            return None
+    return messages if _local(root.tag) == "Messages" else None
+
+
+def _local(tag: str) -> str:
+    """An element's name without its namespace: "{http://mns...}Message" -> "Message"."""
+    return tag.rpartition("}")[2]
 
 
 def _received(message: Any) -> ReceivedMessage:
