@@ -771,9 +771,11 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=10.0, help="added per MNS request")
     parser.add_argument("--messages", type=int, default=20_000, help="per vod-events scenario")
     parser.add_argument("--latency-seconds", type=float, default=6.0, help="paced phase length")
-    parser.add_argument("--pollers", type=int, default=4)
+    # vod-events settings. With 10 ms per request, throughput is set by requests in flight:
+    # 6 pollers x 16 messages, and 96 in-flight slots so that pollers rarely wait for slots.
+    parser.add_argument("--pollers", type=int, default=6)
     parser.add_argument("--workers", type=int, default=32)
-    parser.add_argument("--prefetch", type=int, default=32)
+    parser.add_argument("--prefetch", type=int, default=64)
     parser.add_argument("--deleters", type=int, default=4)
     parser.add_argument("--io-workers", type=int, nargs="+", default=[8, 16, 32, 64])
     parser.add_argument("--only", nargs="+", metavar="KEY", help="run only these scenarios")
