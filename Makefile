@@ -36,5 +36,16 @@ chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py --events 3000 --kills 30
 	$(BIN)/python bench/chaos.py --events 3000 --kills 20 --replicas 2 --dedupe redis
 
+## Benchmarks: the consumer against the SDK-sample and batch-loop baselines, local MNS server
+## with 10 ms per request; table on stdout, JSON and charts in bench/results/.
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet matplotlib
+	$(BIN)/python bench/bench_consumer.py
+
+## 200,000 messages through the consumer, its RSS sampled (bench/results/consumer_soak_rss.png).
+soak: $(STAMP)
+	$(BIN)/python -m pip install --quiet matplotlib
+	$(BIN)/python bench/bench_consumer.py --soak
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
