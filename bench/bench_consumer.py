@@ -750,8 +750,7 @@ def run_soak(args: argparse.Namespace) -> None:
     )
     print(
         f"RSS: {samples[0][2]:.1f} MB at start, {after_warmup[0][2]:.1f} MB after "
-        f"{SOAK_WARMUP:,} messages, {samples[-1][2]:.1f} MB at the end "
-        f"(peak {result.peak_rss_mb:.1f} MB)"
+        f"{SOAK_WARMUP:,} messages, {samples[-1][2]:.1f} MB at the end"
     )
     print(
         f"slope after warm-up: {slope:+.2f} MB per 100k messages; growth after warm-up "
