@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test check pytest demo bench chaos clean
+.PHONY: setup test check pytest demo bench soak chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -39,12 +39,12 @@ chaos: $(STAMP)
 ## Benchmarks: the consumer against the SDK-sample and batch-loop baselines, local MNS server
 ## with 10 ms per request; table on stdout, JSON and charts in bench/results/.
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet matplotlib
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/bench_consumer.py
 
 ## 200,000 messages through the consumer, its RSS sampled (bench/results/consumer_soak_rss.png).
 soak: $(STAMP)
-	$(BIN)/python -m pip install --quiet matplotlib
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/bench_consumer.py --soak
 
 clean:

@@ -363,3 +363,15 @@ def test_in_flight_is_bounded_by_workers_plus_prefetch(harness: Make) -> None:
     wait_for(lambda: h.stats.get("deleted") == 30)
     h.stop()
     assert max(peak) <= 5
+
+
+def test_router_cache_stays_bounded_under_junk_event_types() -> None:
+    from vod_events.decoder import decode
+    from vod_events.router import Router
+
+    router = Router()
+    router.add(lambda event, ctx: None, ["AIVideoTagComplete"])
+    for i in range(3 * Router.MAX_CACHED):
+        router.routes_for(decode(event_body(f"j{i}", event_type=f"Junk{i}")))
+    assert len(router._cache) <= Router.MAX_CACHED
+    assert router.routes_for(decode(event_body("ok")))[0].event_types == {"AIVideoTagComplete"}

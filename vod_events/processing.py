@@ -19,7 +19,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
@@ -180,7 +180,9 @@ class Processor:
 
         started = time.perf_counter()
         try:
-            self._call(lambda: route.handler(event, context), on_retry)
+            self.retry.call(
+                lambda: route.handler(event, context), stopping=self.stopping, on_retry=on_retry
+            )
         except PermanentError as exc:
             self.store.release(key)
             return self._dead_letter(message, f"{route.name}: permanent failure: {exc}", log)
@@ -199,38 +201,6 @@ class Processor:
             self.stats.observe_handler(time.perf_counter() - started)
         self.store.complete(key)
         return None
-
-    def _call(
-        self, call: Callable[[], object], on_retry: Callable[[int, BaseException], None]
-    ) -> None:
-        """`call()` under the retry policy, paying for the policy only when a first try fails.
-
-        Building tenacity's retry machinery takes a dozen objects per call: a quarter of the
-        workers' CPU with a no-op handler under load, though most calls succeed at once. So
-        the first try runs directly, and a failure brings in the policy, which replays that
-        failure as its attempt 1: the same attempts, waits and `on_retry` calls, with its
-        time bound reduced by the time the first try took.
-        """
-        started = time.monotonic()
-        try:
-            call()
-            return
-        except PermanentError:
-            raise  # never retried, as under the policy
-        except BaseException as exc:  # the policy retries whatever a handler raises
-            first_failure = exc
-        replayed = False
-
-        def attempt() -> object:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                raise first_failure
-            return call()
-
-        elapsed = time.monotonic() - started
-        policy = replace(self.retry, max_seconds=max(0.0, self.retry.max_seconds - elapsed))
-        policy.call(attempt, stopping=self.stopping, on_retry=on_retry)
 
     def _retry(self, message: ReceivedMessage, reason: str) -> Outcome:
         visibility = self.redelivery.visibility_for(message.dequeue_count)

@@ -66,6 +66,8 @@ def handler_name(handler: Handler) -> str:
 class Router:
     """An ordered list of routes; lookups are cached per event type and class."""
 
+    MAX_CACHED = 1024
+
     def __init__(self) -> None:
         self.routes: list[Route] = []
         self._cache: dict[tuple[type[VodEvent], str], tuple[Route, ...]] = {}
@@ -111,7 +113,11 @@ class Router:
                 if route.matches(event) and id(route.handler) not in seen:
                     seen.add(id(route.handler))
                     matched.append(route)
-            found = self._cache[key] = tuple(matched)
+            found = tuple(matched)
+            # Unknown EventType strings come from outside: keep the cache bounded.
+            if len(self._cache) >= self.MAX_CACHED:
+                self._cache.clear()
+            self._cache[key] = found
         return found
 
 
