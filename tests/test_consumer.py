@@ -374,4 +374,6 @@ def test_router_cache_stays_bounded_under_junk_event_types() -> None:
     for i in range(3 * Router.MAX_CACHED):
         router.routes_for(decode(event_body(f"j{i}", event_type=f"Junk{i}")))
     assert len(router._cache) <= Router.MAX_CACHED
-    assert router.routes_for(decode(event_body("ok")))[0].event_types == {"AIVideoTagComplete"}
+    assert router.routes_for(decode(event_body("ok")))[0].event_types == frozenset(
+        {"AIVideoTagComplete"}
+    )
