@@ -30,7 +30,6 @@ import dataclasses
 import hashlib
 import hmac
 import signal
-import socket
 import sys
 import threading
 import time
@@ -39,7 +38,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import FrameType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -47,8 +46,9 @@ from urllib.parse import urlsplit
 import structlog
 
 from vod_events.config import Config, parse_listen
-from vod_events.deadletter import DeadLetter, iso_ms, now_iso
+from vod_events.deadletter import DeadLetter
 from vod_events.errors import ConfigError
+from vod_events.http_server import bind
 from vod_events.processing import MAX_REASON, Outcome, Processor
 from vod_events.transport import ReceivedMessage, TransportFactory
 
@@ -220,8 +220,7 @@ class CallbackServer:
         self._slots = _Slots(settings.max_concurrency)
         self._kept = _KeptBodies()
         handler = type("BoundCallbackHandler", (_CallbackHandler,), {"receiver": self})
-        server_class = _IPv6Server if ":" in settings.host else _Server
-        self._server = server_class((settings.host, settings.port), handler)
+        self._server = bind(settings.host, settings.port, handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             args=(SHUTDOWN_POLL_S,),
@@ -296,17 +295,7 @@ class CallbackServer:
             f"not done over HTTP ({outcome.status}: {outcome.reason}); kept because VOD "
             "stops retrying after about 2 s. Replaying is safe: completed handlers are skipped."
         )
-        letter = DeadLetter(
-            body=message.body,
-            reason=reason[:MAX_REASON],
-            source_queue=self.processor.source,
-            message_id=message.message_id,
-            dequeue_count=message.dequeue_count,
-            enqueue_time=iso_ms(message.enqueue_time_ms),
-            first_failure=iso_ms(message.first_dequeue_time_ms),
-            last_failure=now_iso(),
-            properties=dict(message.user_properties),
-        )
+        letter = DeadLetter.of(message, reason[:MAX_REASON], self.processor.source)
         try:
             sink.put(letter)
         except Exception as exc:
@@ -324,18 +313,6 @@ class CallbackServer:
             message_id=message.message_id,
             status=outcome.status,
         )
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a stalled client must not hold up exit
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        # A client that hangs up mid-request is not worth a traceback on stderr.
-        log.debug("callback connection failed", client=str(client_address), exc_info=True)
-
-
-class _IPv6Server(_Server):
-    address_family = socket.AF_INET6
 
 
 class _CallbackHandler(BaseHTTPRequestHandler):

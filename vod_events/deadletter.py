@@ -52,6 +52,21 @@ class DeadLetter:
     letter_id: str = ""  # the sink's own id (file name, DLQ message id), set on read
 
     @classmethod
+    def of(cls, message: ReceivedMessage, reason: str, source: str) -> DeadLetter:
+        """The dead letter for a delivery that failed just now."""
+        return cls(
+            body=message.body,
+            reason=reason,
+            source_queue=source,
+            message_id=message.message_id,
+            dequeue_count=message.dequeue_count,
+            enqueue_time=iso_ms(message.enqueue_time_ms),
+            first_failure=iso_ms(message.first_dequeue_time_ms),
+            last_failure=now_iso(),
+            properties=dict(message.user_properties),
+        )
+
+    @classmethod
     def from_queue_message(cls, message: ReceivedMessage, default_source: str) -> DeadLetter:
         """Read back a letter `QueueSink` wrote (its id is the DLQ message id)."""
         props = {key: message.user_properties.get(name, "") for key, name in PROPERTY_NAMES.items()}

@@ -11,11 +11,10 @@ message or the config, so no secret or payload can leak into a scrape.
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import structlog
 from prometheus_client.core import (
@@ -29,6 +28,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from vod_events.config import parse_listen
 from vod_events.health import Health, Verdict
+from vod_events.http_server import bind
 from vod_events.stats import BUCKETS, Histogram, Stats
 
 log = structlog.get_logger("vod_events.ops")
@@ -130,8 +130,7 @@ class OpsServer:
         self.health = health
         self.registry = registry_for(stats, health)
         handler = type("BoundOpsHandler", (_OpsHandler,), {"ops": self})
-        server_class = _IPv6Server if ":" in host else _Server
-        self._server = server_class((host, port), handler)
+        self._server = bind(host, port, handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="vod-events-ops", daemon=True
         )
@@ -157,18 +156,6 @@ class OpsServer:
             self._server.shutdown()
             self._thread.join(timeout=5.0)
         self._server.server_close()
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a hung scraper must not hold up exit
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        # A scraper that hangs up mid-answer is not worth a traceback on stderr.
-        log.debug("ops request failed", client=str(client_address), exc_info=True)
-
-
-class _IPv6Server(_Server):
-    address_family = socket.AF_INET6
 
 
 class _OpsHandler(BaseHTTPRequestHandler):

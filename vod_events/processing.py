@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 import structlog
 
 from vod_events.backoff import RedeliveryBackoff
-from vod_events.deadletter import DeadLetter, DeadLetterSink, iso_ms, now_iso
+from vod_events.deadletter import DeadLetter, DeadLetterSink
 from vod_events.decoder import decode
 from vod_events.dedupe import ClaimState, IdempotencyStore, NullStore
 from vod_events.errors import DecodeError, PermanentError
@@ -211,17 +211,7 @@ class Processor:
         if self.dead_letters is None:
             log.error("message can never succeed and no dead-letter target is set", reason=reason)
             return Outcome("retry", delete=False, visibility=43200, reason=reason)
-        letter = DeadLetter(
-            body=message.body,
-            reason=reason,
-            source_queue=self.source,
-            message_id=message.message_id,
-            dequeue_count=message.dequeue_count,
-            enqueue_time=iso_ms(message.enqueue_time_ms),
-            first_failure=iso_ms(message.first_dequeue_time_ms),
-            last_failure=now_iso(),
-            properties=dict(message.user_properties),
-        )
+        letter = DeadLetter.of(message, reason, self.source)
         try:
             self.dead_letters.put(letter)
         except Exception as exc:
