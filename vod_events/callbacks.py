@@ -48,7 +48,7 @@ import structlog
 from vod_events.config import Config, parse_listen
 from vod_events.deadletter import DeadLetter
 from vod_events.errors import ConfigError
-from vod_events.http_server import bind
+from vod_events.http_server import BackgroundServer
 from vod_events.processing import MAX_REASON, Outcome, Processor
 from vod_events.transport import ReceivedMessage, TransportFactory
 
@@ -220,29 +220,27 @@ class CallbackServer:
         self._slots = _Slots(settings.max_concurrency)
         self._kept = _KeptBodies()
         handler = type("BoundCallbackHandler", (_CallbackHandler,), {"receiver": self})
-        self._server = bind(settings.host, settings.port, handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            args=(SHUTDOWN_POLL_S,),
+        self._http = BackgroundServer(
+            settings.host,
+            settings.port,
+            handler,
             name="vod-events-callbacks",
-            daemon=True,
+            poll_interval=SHUTDOWN_POLL_S,
         )
 
     @property
     def address(self) -> tuple[str, int]:
         """The (host, port) actually bound."""
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
+        return self._http.address
 
     @property
     def url(self) -> str:
         """Where this server takes callbacks (as seen locally; VOD may see a proxy's URL)."""
-        host, port = self.address
-        return f"http://{f'[{host}]' if ':' in host else host}:{port}{self.settings.path}"
+        return self._http.base_url + self.settings.path
 
     def start(self) -> CallbackServer:
         """Serve on a background thread."""
-        self._thread.start()
+        self._http.start()
         if self.settings.authenticator is None:
             log.warning("callback server listening WITHOUT authentication", url=self.url)
         else:
@@ -251,10 +249,7 @@ class CallbackServer:
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop accepting, give running callbacks up to `timeout` s, release the store."""
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join(timeout=5.0)
-        self._server.server_close()
+        self._http.stop()
         if not self._slots.wait_idle(timeout):
             log.warning("callbacks still running at close; VOD will retry them")
         self.processor.store.close()

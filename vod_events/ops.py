@@ -11,7 +11,6 @@ message or the config, so no secret or payload can leak into a scrape.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -28,7 +27,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from vod_events.config import parse_listen
 from vod_events.health import Health, Verdict
-from vod_events.http_server import bind
+from vod_events.http_server import BackgroundServer
 from vod_events.stats import BUCKETS, Histogram, Stats
 
 log = structlog.get_logger("vod_events.ops")
@@ -130,32 +129,24 @@ class OpsServer:
         self.health = health
         self.registry = registry_for(stats, health)
         handler = type("BoundOpsHandler", (_OpsHandler,), {"ops": self})
-        self._server = bind(host, port, handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="vod-events-ops", daemon=True
-        )
+        self._http = BackgroundServer(host, port, handler, name="vod-events-ops")
 
     @property
     def address(self) -> tuple[str, int]:
         """The (host, port) actually bound."""
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
+        return self._http.address
 
     @property
     def url(self) -> str:
-        host, port = self.address
-        return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        return self._http.base_url
 
     def start(self) -> OpsServer:
-        self._thread.start()
+        self._http.start()
         log.info("ops endpoint listening", url=self.url)
         return self
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join(timeout=5.0)
-        self._server.server_close()
+        self._http.stop()
 
 
 class _OpsHandler(BaseHTTPRequestHandler):
