@@ -30,7 +30,6 @@ import dataclasses
 import hashlib
 import hmac
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -45,6 +44,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from vod_events.cli import config_error
 from vod_events.config import Config, parse_listen
 from vod_events.deadletter import DeadLetter
 from vod_events.errors import ConfigError
@@ -461,8 +461,6 @@ def serving(config: Config, consumer: Consumer) -> Iterator[CallbackServer | Non
 
 # --- `vod-events serve-callbacks` ------------------------------------------------------------
 
-EXIT_CONFIG = 2
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="the TOML config file")
@@ -478,8 +476,7 @@ def run(args: argparse.Namespace) -> int:
         logging_setup.configure(config.log.level, config.log.format)
         server = build_callback_server(config).start()
     except ConfigError as exc:
-        print(f"vod-events: config error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return config_error(exc)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -14,13 +14,13 @@ import json
 import sys
 
 from vod_events import toml_writer
+from vod_events.cli import config_error
 from vod_events.config import Config, load, masked
 from vod_events.errors import ConfigError
 from vod_events.file_secrets import exposure_warning
 from vod_events.router import import_handler
 
 EXIT_OK = 0
-EXIT_INVALID = 2
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -38,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
         config = load(args.config)
         check_handlers(config)
     except ConfigError as exc:
-        print(f"vod-events: config error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return config_error(exc)
     if warning := exposure_warning(config.path):
         print(f"vod-events: warning: {warning}", file=sys.stderr)
     sys.stdout.write(render(config, args.format))

@@ -18,6 +18,17 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol, cast
 
+from vod_events.errors import ConfigError
+
+EXIT_CONFIG = 2  # any command: the configuration is invalid, and nothing was done
+
+
+def config_error(exc: ConfigError) -> int:
+    """Report an invalid configuration the way every command does; return the exit code."""
+    print(f"vod-events: config error: {exc}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
 # name -> (module, one-line help). Order is the order shown by `vod-events --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "consume": ("vod_events.consume", "run the daemon: poll MNS, handle events, delete on success"),

@@ -18,13 +18,12 @@ import structlog
 from vod_events import callbacks
 from vod_events import log as logging_setup
 from vod_events.app import build_consumer
+from vod_events.cli import config_error
 from vod_events.config import load
 from vod_events.errors import ConfigError
 from vod_events.file_secrets import exposure_warning
 from vod_events.supervision import supervised
 from vod_events.worker import Consumer
-
-EXIT_CONFIG = 2
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -44,8 +43,7 @@ def run(args: argparse.Namespace) -> int:
             install_signal_handlers(consumer)
             return consumer.run()
     except ConfigError as exc:
-        print(f"vod-events: config error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return config_error(exc)
 
 
 def install_signal_handlers(consumer: Consumer) -> None:

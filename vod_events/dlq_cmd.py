@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from vod_events.app import transport_factory
 from vod_events.callbacks import SOURCE as CALLBACK_SOURCE
+from vod_events.cli import config_error
 from vod_events.config import Config, load
 from vod_events.deadletter import DeadLetter, DirectorySink
 from vod_events.errors import ConfigError
@@ -83,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
         config = load(args.config)
         target = _Target(config, transport_factory(config))
     except ConfigError as exc:
-        print(f"vod-events: config error: {exc}", file=sys.stderr)
-        return 2
+        return config_error(exc)
     try:
         if args.action == "list":
             return _list(target, as_json=args.json)

@@ -17,7 +17,6 @@ import http.client
 import os
 import socket
 import sqlite3
-import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from vod_events.app import credentials_provider, transport_factory
+from vod_events.cli import config_error
 from vod_events.config import SECRET_MASK, Config, HandlerSection, load, secrets
 from vod_events.errors import ConfigError
 from vod_events.file_secrets import exposure_warning
@@ -37,7 +37,7 @@ from vod_events.transport import (
     TransportFactory,
 )
 
-EXIT_OK, EXIT_ERRORS, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_ERRORS = 0, 1
 
 FULL_MESSAGE_SIZE = 65536  # MNS's maximum; VOD's AI results can come close to it
 BACKLOG_WARNING = 1000  # waiting messages worth a warning
@@ -94,8 +94,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load(args.config)
     except ConfigError as exc:
-        print(f"vod-events: config error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return config_error(exc)
     findings = Doctor(config).run()
     print(render(findings, secrets(config)), end="")
     return EXIT_ERRORS if any(f.status is Status.ERROR for f in findings) else EXIT_OK
