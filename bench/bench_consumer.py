@@ -59,12 +59,12 @@ from mns.account import Account
 from mns.mns_exception import MNSServerException
 from mns.queue import Message
 
-from vod_events import log as logging_setup
-from vod_events.app import build_consumer, build_handler
 from vod_events.config import HandlerSection, from_dict
 from vod_events.decoder import decode
 from vod_events.events import VodEvent
 from vod_events.router import HandlerContext, Router
+from vod_events.service import logs
+from vod_events.service.assemble import build_consumer, build_handler
 
 KEY_ID, KEY_SECRET = "bench-id", "bench-secret"
 BATCH = 16  # MNS's batch limit, for sends, receives and deletes
@@ -129,7 +129,7 @@ class Bodies:
 @contextmanager
 def mns_server(latency_ms: float, queues: list[str]) -> Iterator[tuple[str, int]]:
     """`vod-events mns-server` in its own process; yields (endpoint, pid)."""
-    command = [sys.executable, "-m", "vod_events.cli", "mns-server", "--port", "0"]
+    command = [sys.executable, "-m", "vod_events", "mns-server", "--port", "0"]
     command += ["--latency-ms", str(latency_ms), "--visibility-timeout", "60"]
     command += ["--access-key-id", KEY_ID, "--access-key-secret", KEY_SECRET]
     for name in queues:
@@ -397,7 +397,7 @@ def scenario_process(scenario: Scenario, endpoint: str, soak: bool, conn: Connec
     Protocol: child "ready" -> parent "go" -> child ("drained", seconds, cpu) -> parent
     ("sent", n) -> child Measured. In a soak the child samples its RSS until told to stop.
     """
-    logging_setup.configure("warning", "console")  # per-message logs are debug: filtered
+    logs.configure("warning", "console")  # per-message logs are debug: filtered
     clock = StartClock()
     with tempfile.TemporaryDirectory(prefix="bench-consumer-") as state:
         runner: BaselineRunner | VodEventsRunner

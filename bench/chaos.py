@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vod_events.mns_server import LocalMNSServer
-from vod_events.mns_transport import MNSTransport
+from vod_events.transports.mns import MNSTransport
 
 QUEUE = "chaos"
 KEY_ID, SECRET = "chaos-key", "chaos-secret"

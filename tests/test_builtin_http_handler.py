@@ -11,12 +11,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from conftest import Harness, event_body, wait_for
+from helpers import Harness, event_body, wait_for
 from http_app import App, serve
 
-from vod_events.builtin_handlers import SIGNATURE_HEADER, HttpHandler, delivery_record
 from vod_events.decoder import decode
 from vod_events.errors import PermanentError
+from vod_events.handlers import SIGNATURE_HEADER, HttpHandler, delivery_record
 from vod_events.router import HandlerContext
 
 Make = Callable[..., Harness]

@@ -18,23 +18,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Harness, event_body, wait_for
+from helpers import Harness, event_body, wait_for
 from service_process import Daemon
 
-from vod_events.callbacks import (
+from vod_events.config import Config, from_dict
+from vod_events.errors import ConfigError
+from vod_events.events import AIVideoTagComplete, VodEvent
+from vod_events.mns_server import LocalMNSServer
+from vod_events.results import VideoTag
+from vod_events.router import HandlerContext, Router
+from vod_events.service.http_callbacks import (
     Authenticator,
     CallbackServer,
     build_callback_server,
     serving,
     sign,
 )
-from vod_events.config import Config, from_dict
-from vod_events.errors import ConfigError
-from vod_events.events import AIVideoTagComplete, VodEvent
-from vod_events.mns_server import LocalMNSServer
-from vod_events.mns_transport import MNSTransport
-from vod_events.results import VideoTag
-from vod_events.router import HandlerContext, Router
+from vod_events.transports.mns import MNSTransport
 
 SAMPLES = Path(__file__).resolve().parent.parent / "vod_events" / "samples"
 CALLBACK_URL = "https://vod-hooks.example.com/vod/callback"  # what VOD signs (behind a proxy)
@@ -254,7 +254,7 @@ def test_unauthentic_callbacks_get_403_and_the_reason_is_logged_not_echoed(
     reply = receiver.post(event_body("job-forged"), headers)
     assert (reply.status, reply.text) == (403, "forbidden\n")
     assert receiver.handled == []
-    # structlog hands the stdlib its event dicts (vod_events.log): read them as logged.
+    # structlog hands the stdlib its event dicts (vod_events.service.logs): read them as logged.
     logged = [r.msg for r in caplog.records if isinstance(r.msg, dict)]
     [rejection] = [entry for entry in logged if entry["event"] == "callback rejected"]
     assert reason in rejection["reason"]
@@ -440,7 +440,7 @@ path = "{events_file}"
 """
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "vod_events.cli", "serve-callbacks", "--config", str(config_file)],
+        [sys.executable, "-m", "vod_events", "serve-callbacks", "--config", str(config_file)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(SAMPLES.parent.parent)},

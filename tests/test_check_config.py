@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from vod_events import cli, toml_writer
-from vod_events.config import SECRET_MASK, load, masked
+from vod_events import cli
+from vod_events.config import SECRET_MASK, load, masked, toml_writer
 
 ACCESS_SECRET = "planted-access-secret-3b1f"
 HMAC_SECRET = "planted-hmac-secret-77aa"

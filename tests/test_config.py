@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import event_body, wait_for
+from helpers import event_body, wait_for
 from http_app import App, serve
 from service_process import Daemon
 
@@ -26,13 +26,13 @@ from vod_events.config import (
     from_dict,
     load,
     masked,
-    secrets,
+    secret_values,
 )
-from vod_events.config_example import example_toml
+from vod_events.config.example import example_toml
+from vod_events.config.secrets import with_credentials
 from vod_events.errors import ConfigError
 from vod_events.mns_server import LocalMNSServer
-from vod_events.mns_transport import MNSTransport
-from vod_events.systemd_credentials import with_credentials
+from vod_events.transports.mns import MNSTransport
 
 REPO = Path(__file__).parent.parent
 MINIMAL = '[mns]\nendpoint = "http://127.0.0.1:9876"\n'
@@ -321,7 +321,7 @@ def load_minimal() -> Config:
 
 
 def test_secrets_lists_each_secret_value() -> None:
-    assert sorted(secrets(secretive_config())) == sorted(
+    assert sorted(secret_values(secretive_config())) == sorted(
         [
             "id-PLANTED",
             "secret-PLANTED",
@@ -340,7 +340,7 @@ def test_secrets_lists_each_secret_value() -> None:
 def test_committed_example_is_the_generated_one() -> None:
     committed = (REPO / "config.example.toml").read_text()
     assert committed == example_toml(), (
-        "config.example.toml is stale: python -m vod_events.config_example > config.example.toml"
+        "config.example.toml is stale: python -m vod_events.config.example > config.example.toml"
     )
 
 

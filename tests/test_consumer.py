@@ -8,15 +8,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from conftest import QUEUE, Harness, event_body, wait_for
+from helpers import QUEUE, Harness, event_body, wait_for
 
+from vod_events.consumer import EXIT_CRASH, EXIT_FATAL, EXIT_OK, ConsumerSettings
 from vod_events.dedupe import NullStore
 from vod_events.errors import PermanentError
 from vod_events.events import AIVideoTagComplete, VodEvent
-from vod_events.memory_transport import MemoryTransport
 from vod_events.router import HandlerContext
-from vod_events.transport import DeleteFailure, TransportError
-from vod_events.worker import EXIT_CRASH, EXIT_FATAL, EXIT_OK, ConsumerSettings
+from vod_events.transports import DeleteFailure, TransportError
+from vod_events.transports.memory import MemoryTransport
 
 Make = Callable[..., Harness]
 

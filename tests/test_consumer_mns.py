@@ -17,16 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import event_body, wait_for
+from helpers import event_body, wait_for
 
-from vod_events.app import build_consumer, build_router
+from vod_events import samples
 from vod_events.config import Config, from_dict
-from vod_events.demo import sample_payloads
+from vod_events.consumer import EXIT_OK, Consumer
 from vod_events.events import VodEvent
 from vod_events.mns_server import LocalMNSServer
-from vod_events.mns_transport import MNSTransport
 from vod_events.router import HandlerContext
-from vod_events.worker import EXIT_OK, Consumer
+from vod_events.service.assemble import build_consumer, build_router
+from vod_events.transports.mns import MNSTransport
 
 KEY_ID, SECRET = "test-key-id", "test-key-secret-DO-NOT-LOG"
 QUEUE = "events"
@@ -91,7 +91,7 @@ def run_consumer() -> Iterator[Callable[..., Running]]:
 def test_every_sample_decodes_and_is_handled_raw_and_base64(
     server: LocalMNSServer, tmp_path: Path, run_consumer: Callable[..., Running]
 ) -> None:
-    payloads = sample_payloads()
+    payloads = samples.payloads()
     assert len(payloads) >= 22
     sender = client(server)
     for body in payloads.values():

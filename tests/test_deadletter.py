@@ -9,18 +9,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import event_body, wait_for
+from helpers import event_body, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vod_events import cli
 from vod_events.deadletter import DeadLetter, DirectorySink, QueueSink
 from vod_events.mns_server import LocalMNSServer
-from vod_events.mns_transport import MNSTransport
 from vod_events.processing import Processor
 from vod_events.router import Router
 from vod_events.stats import Stats
-from vod_events.transport import ReceivedMessage
+from vod_events.transports import ReceivedMessage
+from vod_events.transports.mns import MNSTransport
 
 KEY_ID, SECRET = "dlq-key", "dlq-secret"
 

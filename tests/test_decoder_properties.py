@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vod_events.coerce import (
+from vod_events._coerce import (
     load_json,
     parse_time,
     to_bool,

@@ -17,18 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Harness, event_body, wait_for
+from helpers import Harness, event_body, wait_for
 from http_app import App, serve
 from service_process import Daemon
 
-from vod_events.builtin_handlers import SIGNATURE_HEADER
 from vod_events.config import from_dict, load, parse_listen
 from vod_events.events import VodEvent
-from vod_events.health import Health
+from vod_events.handlers import SIGNATURE_HEADER
 from vod_events.mns_server import LocalMNSServer
-from vod_events.mns_transport import MNSTransport
-from vod_events.ops import OpsServer
 from vod_events.router import HandlerContext
+from vod_events.service.health import Health
+from vod_events.service.ops import OpsServer
+from vod_events.transports.mns import MNSTransport
 
 REPO = Path(__file__).parent.parent
 CONTAINERFILE = REPO / "Containerfile"

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from vod_events import cli
-from vod_events.doctor import Status, check_clock, redact_url
+from vod_events.cli.doctor import Status, check_clock, redact_url
 from vod_events.mns_server import LocalMNSServer
-from vod_events.mns_transport import MNSTransport
+from vod_events.transports.mns import MNSTransport
 
 KEY_ID, SECRET = "doctor-key-id", "doctor-secret-PLANTED"
 QUEUE = "events"

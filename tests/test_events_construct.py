@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from vod_events import results
-from vod_events.construct import constructor
+from vod_events._construct import constructor
 from vod_events.events import (
     EVENT_TYPES,
     AIVideoTagComplete,

@@ -10,7 +10,7 @@ import pytest
 from mns.mns_xml_handler import BatchRecvMessageDecoder
 
 from vod_events.mns_server import LocalMNSServer
-from vod_events.mns_transport import MNSTransport, _plain_messages, _received
+from vod_events.transports.mns import MNSTransport, _plain_messages, _received
 
 TRICKY = [
     '{"EventType": "FileUploadComplete", "VideoId": "a&b<c>d\'e\\"f"}',

@@ -9,16 +9,16 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import Harness, event_body, wait_for
+from helpers import Harness, event_body, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
+from vod_events.consumer import ConsumerSettings
 from vod_events.events import VodEvent
-from vod_events.health import Health
-from vod_events.ops import COUNTER_METRICS, OpsServer
 from vod_events.router import HandlerContext
+from vod_events.service.health import Health
+from vod_events.service.ops import COUNTER_METRICS, OpsServer
 from vod_events.stats import BUCKETS, COUNTERS
-from vod_events.transport import TransportError
-from vod_events.worker import ConsumerSettings
+from vod_events.transports import TransportError
 
 Make = Callable[..., Harness]
 

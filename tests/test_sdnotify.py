@@ -12,14 +12,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Harness, event_body, wait_for
+from helpers import Harness, event_body, wait_for
 from service_process import Daemon
 
-from vod_events.health import Health
 from vod_events.mns_server import LocalMNSServer
-from vod_events.mns_transport import MNSTransport
-from vod_events.sdnotify import Notifier, ServiceReporter, status_line
-from vod_events.transport import TransportError
+from vod_events.service.health import Health
+from vod_events.service.sdnotify import Notifier, ServiceReporter, status_line
+from vod_events.transports import TransportError
+from vod_events.transports.mns import MNSTransport
 
 Make = Callable[..., Harness]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from vod_events.transport import ReceivedMessage
-from vod_events.worker import MAX_BATCH, DeleteQueue, InFlight, Slots
+from vod_events.consumer import MAX_BATCH, DeleteQueue, InFlight, Slots
+from vod_events.transports import ReceivedMessage
 
 
 def entry(n: int) -> InFlight:

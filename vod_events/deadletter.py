@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from vod_events.transport import ReceivedMessage, Transport
+from vod_events.transports import ReceivedMessage, Transport
 
 # User-property names on a dead letter sent to a queue (MNS names: letters and digits).
 PROPERTY_NAMES = {
@@ -34,6 +34,8 @@ PROPERTY_NAMES = {
     "last_failure": "LastFailureTime",
 }
 MAX_PROPERTY_TEXT = 1024  # keep the reason well inside MNS's property limits
+# The source recorded for events received by HTTP callback (a letter has no queue to go back to).
+CALLBACK_SOURCE = "http-callback"
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vod_events.coerce import (
+from vod_events._coerce import (
     load_json,
     parse_time,
     to_bool,
@@ -57,7 +57,7 @@ from vod_events.coerce import (
     to_str_list,
     trim_keys,
 )
-from vod_events.construct import constructor
+from vod_events._construct import constructor
 from vod_events.errors import DecodeError
 from vod_events.events import (
     EVENT_TYPES,

@@ -33,7 +33,7 @@ from vod_events.events import VodEvent
 from vod_events.retry import RetryPolicy
 from vod_events.router import HandlerContext, Route, Router
 from vod_events.stats import Stats
-from vod_events.transport import ReceivedMessage
+from vod_events.transports import ReceivedMessage
 
 MAX_REASON = 500  # characters of an exception's text kept in a dead letter's reason
 

@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar, cast
 
-from vod_events.coerce import load_json, to_float, to_int, to_str, to_str_list, trim_keys
-from vod_events.construct import constructor
+from vod_events._coerce import load_json, to_float, to_int, to_str, to_str_list, trim_keys
+from vod_events._construct import constructor
 
 __all__ = [
     "AsrSentence",

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vod_events.errors import ConfigError
-from vod_events.systemd_credentials import with_credentials
 
 ENV_PREFIX = "VOD_EVENTS_"
 SECRET_MASK = "********"  # noqa: S105 - the mask shown instead of a secret
@@ -214,22 +212,6 @@ SECTIONS: dict[str, type[Any]] = {
 }
 
 
-def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
-    """Read, merge and validate a config file. Raises ConfigError."""
-    where = str(path)
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError("file not found", path=where) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", path=where) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", path=where) from None
-    # Without an explicit environ: the process environment plus systemd credentials.
-    return from_dict(data, where, with_credentials(os.environ) if environ is None else environ)
-
-
 def from_dict(data: Mapping[str, Any], where: str, environ: Mapping[str, str]) -> Config:
     unknown = sorted(set(data) - set(SECTIONS) - {"handlers"})
     if unknown:
@@ -390,7 +372,7 @@ def masked(config: Config) -> dict[str, Any]:
     return data
 
 
-def secrets(config: Config) -> list[str]:
+def secret_values(config: Config) -> list[str]:
     """Every secret value in the config (for tests and log scrubbing)."""
     found = []
     for obj in [*(getattr(config, name) for name in SECTIONS), *config.handlers]:

@@ -23,7 +23,7 @@ SECRET = "cli-test-secret-value"
 def running(*options: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """Start the server with `options` on a free port; yield it and its endpoint."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "vod_events.cli", "mns-server", "--port", "0", *options],
+        [sys.executable, "-m", "vod_events", "mns-server", "--port", "0", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -97,7 +97,7 @@ def test_options_reach_the_server() -> None:
 )
 def test_bad_options_exit_2_with_a_message(options: tuple[str, ...], message: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "vod_events.cli", "mns-server", "--port", "0", *options],
+        [sys.executable, "-m", "vod_events", "mns-server", "--port", "0", *options],
         capture_output=True,
         text=True,
         timeout=20,
@@ -114,7 +114,7 @@ def test_port_in_use_exits_1() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-m", "vod_events.cli", "mns-server", "--port", str(port)],
+            [sys.executable, "-m", "vod_events", "mns-server", "--port", str(port)],
             capture_output=True,
             text=True,
             timeout=20,

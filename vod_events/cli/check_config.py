@@ -13,11 +13,10 @@ import argparse
 import json
 import sys
 
-from vod_events import toml_writer
 from vod_events.cli import config_error
-from vod_events.config import Config, load, masked
+from vod_events.config import Config, load, masked, toml_writer
+from vod_events.config.secrets import exposure_warning
 from vod_events.errors import ConfigError
-from vod_events.file_secrets import exposure_warning
 from vod_events.router import import_handler
 
 EXIT_OK = 0

@@ -17,11 +17,9 @@ import sys
 import tempfile
 import threading
 import time
-from importlib import resources
 from pathlib import Path
 
-from vod_events import log as logging_setup
-from vod_events.app import build_consumer, build_router
+from vod_events import samples
 from vod_events.config import from_dict
 from vod_events.events import (
     AIMediaAuditComplete,
@@ -30,21 +28,13 @@ from vod_events.events import (
     VodEvent,
 )
 from vod_events.mns_server import LocalMNSServer
-from vod_events.mns_transport import MNSTransport
 from vod_events.router import HandlerContext
+from vod_events.service import logs
+from vod_events.service.assemble import build_consumer, build_router
+from vod_events.transports.mns import MNSTransport
 
 QUEUE = "vod-events"
 POISON = "<html>502 Bad Gateway</html>"
-
-
-def sample_payloads() -> dict[str, str]:
-    """The sample bodies shipped in `vod_events/samples`, by file name."""
-    folder = resources.files("vod_events") / "samples"
-    return {
-        entry.name: entry.read_text(encoding="utf-8")
-        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
-        if entry.name.endswith(".json")
-    }
 
 
 def describe(event: VodEvent) -> str:
@@ -71,7 +61,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     state = Path(args.state_dir or tempfile.mkdtemp(prefix="vod-events-demo-"))
-    logging_setup.configure("warning", "console")
+    logs.configure("warning", "console")
     printed = threading.Lock()
 
     def show(event: VodEvent, ctx: HandlerContext) -> None:
@@ -99,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         sender = MNSTransport(
             server.endpoint, QUEUE, access_key_id=key_id, access_key_secret=secret
         )
-        payloads = sample_payloads()
+        payloads = samples.payloads()
         for body in payloads.values():
             sender.send(body)
         seeds = [n for n in payloads if n.startswith("AI") and n.count(".") == 1]

@@ -23,7 +23,7 @@ from mns.mns_tool import BatchReceiveMessageValidator
 from mns.mns_xml_handler import BatchRecvMessageDecoder
 from mns.queue import Message
 
-from vod_events.transport import (
+from vod_events.transports import (
     GONE_CODES,
     DeleteFailure,
     FatalTransportError,

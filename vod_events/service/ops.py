@@ -26,11 +26,11 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from vod_events.config import parse_listen
-from vod_events.health import Health, Verdict
-from vod_events.http_server import BackgroundServer
+from vod_events.service.health import Health, Verdict
+from vod_events.service.http_server import BackgroundServer
 from vod_events.stats import BUCKETS, Histogram, Stats
 
-log = structlog.get_logger("vod_events.ops")
+log = structlog.get_logger("vod_events.service.ops")
 
 PREFIX = "vod_events"
 

@@ -43,7 +43,7 @@ import structlog
 from vod_events.backoff import ExponentialBackoff
 from vod_events.processing import Outcome, Processor
 from vod_events.stats import Stats
-from vod_events.transport import (
+from vod_events.transports import (
     FatalTransportError,
     MessageGone,
     QueueInfo,
@@ -53,7 +53,7 @@ from vod_events.transport import (
     TransportFactory,
 )
 
-log = structlog.get_logger("vod_events.worker")
+log = structlog.get_logger("vod_events.consumer")
 
 MAX_BATCH = 16  # MNS's limit for batch receive and batch delete
 # Longest a poller waits for a fuller batch of free slots once one is free (see `Slots`).

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-from vod_events.app import credentials_provider, transport_factory
 from vod_events.cli import config_error
-from vod_events.config import SECRET_MASK, Config, HandlerSection, load, secrets
+from vod_events.config import SECRET_MASK, Config, HandlerSection, load, secret_values
+from vod_events.config.secrets import exposure_warning
 from vod_events.errors import ConfigError
-from vod_events.file_secrets import exposure_warning
 from vod_events.router import import_handler
-from vod_events.transport import (
+from vod_events.service.assemble import credentials_provider, transport_factory
+from vod_events.transports import (
     FatalTransportError,
     QueueInfo,
     TransportError,
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return config_error(exc)
     findings = Doctor(config).run()
-    print(render(findings, secrets(config)), end="")
+    print(render(findings, secret_values(config)), end="")
     return EXIT_ERRORS if any(f.status is Status.ERROR for f in findings) else EXIT_OK
 
 

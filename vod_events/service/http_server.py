@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import structlog
 
-log = structlog.get_logger("vod_events.http_server")
+log = structlog.get_logger("vod_events.service.http_server")
 
 
 class _QuietServer(ThreadingHTTPServer):

@@ -12,10 +12,10 @@ import contextlib
 from collections.abc import Iterator, Mapping
 
 from vod_events.config import Config
+from vod_events.consumer import Consumer
 from vod_events.errors import ConfigError
-from vod_events.health import Health
-from vod_events.sdnotify import Notifier, ServiceReporter
-from vod_events.worker import Consumer
+from vod_events.service.health import Health
+from vod_events.service.sdnotify import Notifier, ServiceReporter
 
 
 @contextlib.contextmanager
@@ -32,7 +32,7 @@ def supervised(
     consumer.on_ready = reporter.ready
     ops = None
     if config.ops.listen:
-        from vod_events.ops import OpsServer  # prometheus-client loads only when used
+        from vod_events.service.ops import OpsServer  # prometheus-client loads only when used
 
         try:
             ops = OpsServer(config.ops.listen, consumer.stats, health).start()

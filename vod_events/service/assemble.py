@@ -8,22 +8,22 @@ from collections.abc import Callable
 from typing import Any
 
 from vod_events.backoff import RedeliveryBackoff
-from vod_events.builtin_handlers import HttpHandler, JsonlHandler, LogHandler
 from vod_events.config import Config, HandlerSection
+from vod_events.consumer import Consumer, ConsumerSettings
 from vod_events.deadletter import DeadLetterSink, DirectorySink, QueueSink
 from vod_events.dedupe import IdempotencyStore, MemoryStore, NullStore, RedisStore, SQLiteStore
 from vod_events.errors import ConfigError
+from vod_events.handlers import HttpHandler, JsonlHandler, LogHandler
 from vod_events.processing import Processor
 from vod_events.retry import RetryPolicy
 from vod_events.router import Handler, Router, import_handler
 from vod_events.stats import Stats
-from vod_events.transport import Transport, TransportFactory
-from vod_events.worker import Consumer, ConsumerSettings
+from vod_events.transports import Transport, TransportFactory
 
 
 def transport_factory(config: Config) -> TransportFactory:
     """Makes one MNS transport per calling thread, for any queue of the account."""
-    from vod_events.mns_transport import MNSTransport  # the SDK loads only when needed
+    from vod_events.transports.mns import MNSTransport  # the SDK loads only when needed
 
     mns = config.mns
     provider = credentials_provider(config) if mns.credentials == "default" else None

@@ -5,7 +5,7 @@ variable and its default, as a commented-out line: the example loads as it is, a
 uncommenting a line changes nothing until its value is edited. A test compares the
 committed file with this output. Regenerate it with:
 
-    python -m vod_events.config_example > config.example.toml
+    python -m vod_events.config.example > config.example.toml
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ import sys
 import textwrap
 from typing import Any
 
-from vod_events import toml_writer
-from vod_events.config import ENV_PREFIX, SECTIONS, HandlerSection
+from vod_events.config import ENV_PREFIX, SECTIONS, HandlerSection, toml_writer
 
 WIDTH = 99  # keeps every line of the example within 100 columns
 
 HEADER = """\
 # vod-events configuration: every key, its default and its meaning.
-# Generated from vod_events/config.py by `python -m vod_events.config_example`; do not edit.
+# Generated from vod_events/config.py by `python -m vod_events.config.example`; do not edit.
 #
 # Where a value comes from, highest precedence first:
 #   1. the environment variable VOD_EVENTS_<SECTION>_<KEY>, e.g. VOD_EVENTS_CONSUMER_WORKERS=32

@@ -1,4 +1,16 @@
-"""Warn when a config file holds a secret that other users can read.
+"""Secrets outside the config file, and a warning when the file itself holds them.
+
+1. systemd credentials.
+systemd puts each credential of a service in a file under `$CREDENTIALS_DIRECTORY` that only
+the service can read. A credential named like one of our variables — `VOD_EVENTS_<SECTION>_<KEY>`
+or `ALIBABA_CLOUD_ACCESS_KEY_ID` / `_SECRET` / `ALIBABA_CLOUD_SECURITY_TOKEN` — supplies that
+variable, unless the environment sets it already:
+
+    LoadCredential=ALIBABA_CLOUD_ACCESS_KEY_SECRET:/etc/vod-events/access-key-secret
+
+so a secret sits neither in the config file nor in the process environment.
+
+2. Exposure: warn when a config file holds a secret that other users can read.
 
 A secret (AccessKey, Redis URL password, http handler key) belongs in a file only its owner
 can read, or outside the file: environment variables from a root-only `EnvironmentFile=`,
@@ -11,10 +23,26 @@ import dataclasses
 import os
 import stat
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from vod_events.config import SECTIONS, HandlerSection
+from vod_events.config.schema import SECTIONS, HandlerSection
+
+NAME_PREFIXES = ("VOD_EVENTS_", "ALIBABA_CLOUD_")
+
+
+def with_credentials(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` plus the variables supplied as systemd credentials (environment wins)."""
+    merged = dict(environ)
+    directory = environ.get("CREDENTIALS_DIRECTORY", "")
+    if not directory or not Path(directory).is_dir():
+        return merged
+    for path in sorted(Path(directory).iterdir()):
+        if path.name.startswith(NAME_PREFIXES) and path.name not in merged and path.is_file():
+            # `echo secret > file` adds a newline that is not part of the secret.
+            merged[path.name] = path.read_text(encoding="utf-8").rstrip("\r\n")
+    return merged
 
 
 def secret_keys_in_file(path: str | os.PathLike[str]) -> list[str]:

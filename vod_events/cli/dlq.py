@@ -13,13 +13,12 @@ import json
 import sys
 from dataclasses import dataclass
 
-from vod_events.app import transport_factory
-from vod_events.callbacks import SOURCE as CALLBACK_SOURCE
 from vod_events.cli import config_error
 from vod_events.config import Config, load
-from vod_events.deadletter import DeadLetter, DirectorySink
+from vod_events.deadletter import CALLBACK_SOURCE, DeadLetter, DirectorySink
 from vod_events.errors import ConfigError
-from vod_events.transport import Transport, TransportError, TransportFactory
+from vod_events.service.assemble import transport_factory
+from vod_events.transports import Transport, TransportError, TransportFactory
 
 EXCERPT = 80
 

@@ -24,12 +24,10 @@ The server reads nothing but the request: it never fetches URLs found in payload
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import hashlib
 import hmac
-import signal
 import threading
 import time
 import uuid
@@ -38,28 +36,25 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
-from types import FrameType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import structlog
 
-from vod_events.cli import config_error
 from vod_events.config import Config, parse_listen
-from vod_events.deadletter import DeadLetter
+from vod_events.deadletter import CALLBACK_SOURCE, DeadLetter
 from vod_events.errors import ConfigError
-from vod_events.http_server import BackgroundServer
 from vod_events.processing import MAX_REASON, Outcome, Processor
-from vod_events.transport import ReceivedMessage, TransportFactory
+from vod_events.service.http_server import BackgroundServer
+from vod_events.transports import ReceivedMessage, TransportFactory
 
 if TYPE_CHECKING:
+    from vod_events.consumer import Consumer
     from vod_events.router import Router
     from vod_events.stats import Stats
-    from vod_events.worker import Consumer
 
-log = structlog.get_logger("vod_events.callbacks")
+log = structlog.get_logger("vod_events.service.http_callbacks")
 
-SOURCE = "http-callback"  # the source recorded in dead letters
 TIMESTAMP_HEADER = "X-VOD-TIMESTAMP"
 SIGNATURE_HEADER = "X-VOD-SIGNATURE"
 # VOD waits 5 s for an answer: in-process handler retries must end well before that.
@@ -413,7 +408,7 @@ def build_callback_server(
 
     Raises ConfigError, also when the address cannot be bound.
     """
-    from vod_events.app import build_processor, transport_factory
+    from vod_events.service.assemble import build_processor, transport_factory
 
     settings = CallbackSettings.from_config(config)
     retry = config.retry
@@ -425,7 +420,7 @@ def build_callback_server(
         router=router,
         stats=stats,
         stopping=stopping,
-        source=SOURCE,
+        source=CALLBACK_SOURCE,
         context_source="http",
     )
     try:
@@ -457,36 +452,3 @@ def serving(config: Config, consumer: Consumer) -> Iterator[CallbackServer | Non
         yield server
     finally:
         server.close(timeout=consumer.settings.shutdown_timeout)
-
-
-# --- `vod-events serve-callbacks` ------------------------------------------------------------
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="the TOML config file")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Serve callbacks until SIGTERM/SIGINT. Exit 0 after a clean stop, 2 on a config error."""
-    from vod_events import log as logging_setup
-    from vod_events.config import load
-
-    try:
-        config = load(args.config)
-        logging_setup.configure(config.log.level, config.log.format)
-        server = build_callback_server(config).start()
-    except ConfigError as exc:
-        return config_error(exc)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received: stopping", signal=signal.Signals(signum).name)
-        server.processor.stopping.set()  # cut running handler retries short
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stop.wait()
-    server.close(timeout=config.consumer.shutdown_timeout)
-    log.info("callback server stopped", **server.processor.stats.snapshot().counters)
-    return 0

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from vod_events.transport import (
+from vod_events.transports import (
     DeleteFailure,
     FatalTransportError,
     MessageGone,

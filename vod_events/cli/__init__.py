@@ -6,14 +6,13 @@ A subcommand module exposes two functions:
     def run(args: argparse.Namespace) -> int                 # do the work, return the exit code
 
 Modules are imported only when their command runs, so `vod-events parse` does not pay for the
-MNS server or the consumer, and a broken optional module cannot break the other commands.
+MNS server or the consumer.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 from collections.abc import Sequence
 from typing import Protocol, cast
@@ -31,17 +30,23 @@ def config_error(exc: ConfigError) -> int:
 
 # name -> (module, one-line help). Order is the order shown by `vod-events --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "consume": ("vod_events.consume", "run the daemon: poll MNS, handle events, delete on success"),
-    "demo": ("vod_events.demo", "run the daemon against an embedded local MNS server with samples"),
-    "parse": ("vod_events.parse_cmd", "decode event payloads and print them as JSON lines"),
+    "consume": (
+        "vod_events.cli.consume",
+        "run the daemon: poll MNS, handle events, delete on success",
+    ),
+    "demo": (
+        "vod_events.cli.demo",
+        "run the daemon against an embedded local MNS server with samples",
+    ),
+    "parse": ("vod_events.cli.parse", "decode event payloads and print them as JSON lines"),
     "mns-server": ("vod_events.mns_server.cli", "run the local wire-compatible MNS server"),
-    "send": ("vod_events.send_cmd", "send files as messages to an MNS queue"),
-    "check-config": ("vod_events.check_config_cmd", "validate a config file and print it, masked"),
-    "doctor": ("vod_events.doctor", "check connectivity, queue attributes and handlers"),
-    "dlq": ("vod_events.dlq_cmd", "list or replay dead letters"),
-    "submit-ai-job": ("vod_events.aijobs_cmd", "submit VOD AI jobs (SubmitAIJob)"),
-    "ai-jobs": ("vod_events.aijobs_cmd", "show AI job status and results (ListAIJob)"),
-    "serve-callbacks": ("vod_events.callbacks", "receive VOD HTTP callbacks"),
+    "send": ("vod_events.cli.send", "send files as messages to an MNS queue"),
+    "check-config": ("vod_events.cli.check_config", "validate a config file and print it, masked"),
+    "doctor": ("vod_events.cli.doctor", "check connectivity, queue attributes and handlers"),
+    "dlq": ("vod_events.cli.dlq", "list or replay dead letters"),
+    "submit-ai-job": ("vod_events.cli.submit_ai_job", "submit VOD AI jobs (SubmitAIJob)"),
+    "ai-jobs": ("vod_events.cli.ai_jobs", "show AI job status and results (ListAIJob)"),
+    "serve-callbacks": ("vod_events.cli.serve_callbacks", "receive VOD HTTP callbacks"),
 }
 
 
@@ -49,18 +54,6 @@ class CommandModule(Protocol):
     def configure(self, parser: argparse.ArgumentParser) -> None: ...
 
     def run(self, args: argparse.Namespace) -> int: ...
-
-
-def _available() -> dict[str, tuple[str, str]]:
-    found = {}
-    for name, (module, help_text) in COMMANDS.items():
-        try:
-            present = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:  # its parent package is absent
-            present = False
-        if present:
-            found[name] = (module, help_text)
-    return found
 
 
 def _usage(commands: dict[str, tuple[str, str]]) -> str:
@@ -73,7 +66,7 @@ def _usage(commands: dict[str, tuple[str, str]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    commands = _available()
+    commands = COMMANDS
     if not args or args[0] in ("-h", "--help"):
         print(_usage(commands))
         return 0 if args else 2
@@ -84,7 +77,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     module_name, help_text = commands[name]
     module = cast(CommandModule, importlib.import_module(module_name))
     parser = argparse.ArgumentParser(prog=f"vod-events {name}", description=help_text)
-    parser.set_defaults(command=name)
     module.configure(parser)
     return module.run(parser.parse_args(rest))
 

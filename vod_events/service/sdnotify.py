@@ -22,10 +22,10 @@ from collections.abc import Mapping
 
 import structlog
 
-from vod_events.health import Health
-from vod_events.worker import Consumer
+from vod_events.consumer import Consumer
+from vod_events.service.health import Health
 
-log = structlog.get_logger("vod_events.sdnotify")
+log = structlog.get_logger("vod_events.service.sdnotify")
 
 TICK_SECONDS = 0.25  # how often the reporter looks at the consumer
 

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from vod_events.worker import Consumer
+from vod_events.consumer import Consumer
 
 # Slack on top of the long poll before a poller counts as stuck: covers network latency and
 # the receive error backoff (capped at 30 s by the consumer).

@@ -1,0 +1,52 @@
+"""`vod-events consume --config FILE`, also `python -m vod_events.consume --config FILE`.
+
+Exit codes: 0 clean stop; 1 the queue refused us (credentials, missing queue); 2 bad
+configuration (nothing was received); 70 an internal thread died; 128+N a second signal N
+forced an immediate exit (in-flight messages return to the queue when their visibility lapses).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import structlog
+
+from vod_events.cli import config_error
+from vod_events.config import load
+from vod_events.config.secrets import exposure_warning
+from vod_events.errors import ConfigError
+from vod_events.service import http_callbacks, logs
+from vod_events.service.assemble import build_consumer
+from vod_events.service.signals import stop_on_signals
+from vod_events.service.supervision import supervised
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="the TOML config file")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load(args.config)
+        logs.configure(config.log.level, config.log.format)
+        if warning := exposure_warning(config.path):
+            structlog.get_logger("vod_events.consume").warning(warning)
+        consumer = build_consumer(config)
+        # The ops endpoint and systemd notifications, when configured / run by systemd;
+        # the HTTP callback receiver when [http_callback] listen is set.
+        with supervised(config, consumer), http_callbacks.serving(config, consumer):
+            stop_on_signals(consumer.stop)
+            return consumer.run()
+    except ConfigError as exc:
+        return config_error(exc)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m vod_events.consume")
+    configure(parser)
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

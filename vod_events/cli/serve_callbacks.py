@@ -1,0 +1,45 @@
+"""`vod-events serve-callbacks --config FILE`: receive VOD HTTP callbacks only (no queue).
+
+Serves until SIGTERM/SIGINT. Exit 0 after a clean stop, 2 on a config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+
+import structlog
+
+from vod_events.cli import config_error
+from vod_events.config import load
+from vod_events.errors import ConfigError
+from vod_events.service import logs
+from vod_events.service.http_callbacks import build_callback_server
+from vod_events.service.signals import stop_on_signals
+
+log = structlog.get_logger("vod_events.callbacks")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="the TOML config file")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve callbacks until SIGTERM/SIGINT. Exit 0 after a clean stop, 2 on a config error."""
+    try:
+        config = load(args.config)
+        logs.configure(config.log.level, config.log.format)
+        server = build_callback_server(config).start()
+    except ConfigError as exc:
+        return config_error(exc)
+    stop = threading.Event()
+
+    def on_stop() -> None:
+        server.processor.stopping.set()  # cut running handler retries short
+        stop.set()
+
+    stop_on_signals(on_stop)
+    stop.wait()
+    server.close(timeout=config.consumer.shutdown_timeout)
+    log.info("callback server stopped", **server.processor.stats.snapshot().counters)
+    return 0
