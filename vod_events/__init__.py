@@ -3,6 +3,8 @@
 The names a handler author needs; everything else lives in its own module.
 """
 
+from importlib import metadata
+
 from vod_events.decoder import decode
 from vod_events.errors import DecodeError, PermanentError
 from vod_events.events import (
@@ -15,7 +17,10 @@ from vod_events.events import (
 )
 from vod_events.router import HandlerContext, Router
 
-__version__ = "0.1.0"
+try:
+    __version__ = metadata.version("vod-events")  # one home: pyproject.toml
+except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "EVENT_TYPES",
