@@ -24,8 +24,20 @@ class DecodeError(VodEventsError):
 class PermanentError(VodEventsError):
     """Raised by a handler for a failure that retrying cannot fix.
 
-    The message is not retried: it is dead-lettered (or, with no dead-letter target, left to
-    the queue's own redelivery limit) with this exception's text as the reason.
+    It is never retried in process (`RetryPolicy.call` re-raises it at once). The processor
+    releases that handler's idempotency claim, runs no further handler for the delivery, and
+    dead-letters the message with the reason "<handler>: permanent failure: <this text>":
+
+    - from the queue, the message is deleted once the dead letter is written. If the write
+      fails, the message goes back to the queue with the usual redelivery backoff and the
+      handler runs again on the next delivery (handlers that completed before it are skipped);
+    - by HTTP callback, VOD is answered 200 once the dead letter is written; if the write
+      fails, it is answered 500 so that it tries again.
+
+    With no dead-letter target (a `Processor` built without one; a daemon built from a config
+    always has one) nothing is deleted: the message is hidden for 12 hours (43200 s, MNS's
+    maximum) with an error log and then comes back; over HTTP, VOD is answered 500 and the
+    event is lost once VOD stops retrying.
     """
 
 
