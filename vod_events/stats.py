@@ -10,23 +10,64 @@ from __future__ import annotations
 import bisect
 import threading
 from dataclasses import dataclass, field
+from typing import Literal
 
-# Counter names, in the order they are reported. Each is a monotonically increasing total.
-COUNTERS = (
-    "received",  # deliveries taken from the queue
-    "handled",  # deliveries whose handlers all succeeded
-    "retried",  # handler calls that failed and were retried in process
-    "failed",  # deliveries handed back to the queue for a later retry
-    "deleted",  # messages deleted from the queue
-    "delete_failures",  # handles a delete could not act on (already gone)
-    "unhandled",  # events no handler was registered for (deleted)
-    "duplicates",  # deliveries skipped because the idempotency store says done
-    "dead_lettered",  # messages moved to the dead-letter target
-    "released",  # unstarted messages handed back at shutdown
-    "extended",  # visibility extensions by the heartbeat
-    "poll_errors",  # failed receive calls (network, 5xx)
-    "empty_polls",  # receives that returned nothing
-    "callbacks_rejected",  # HTTP callbacks refused: bad signature, too large, too many at once
+# Every counter's name. A misspelt name passed to `Stats.incr` is a type error, not a
+# KeyError that ends a worker thread. `COUNTERS` must list exactly these (a test checks).
+CounterName = Literal[
+    "received",
+    "handled",
+    "retried",
+    "failed",
+    "deleted",
+    "delete_failures",
+    "unhandled",
+    "duplicates",
+    "dead_lettered",
+    "released",
+    "extended",
+    "poll_errors",
+    "empty_polls",
+    "callbacks_rejected",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """One monotonically increasing total: its Stats name and how /metrics exposes it.
+
+    metric: the Prometheus name without the `vod_events_` prefix and the `_total` suffix.
+    """
+
+    name: CounterName
+    metric: str
+    help: str
+
+
+# The one table of counters, in the order they are reported.
+COUNTERS: tuple[Counter, ...] = (
+    Counter("received", "messages_received", "Deliveries taken from the queue."),
+    Counter("handled", "messages_handled", "Deliveries whose handlers all succeeded."),
+    Counter("retried", "handler_retries", "Handler calls that failed and were retried in process."),
+    Counter("failed", "messages_failed", "Deliveries handed back to the queue for a later retry."),
+    Counter("deleted", "messages_deleted", "Messages deleted from the queue."),
+    Counter("delete_failures", "delete_failures", "Receipt handles a delete could not act on."),
+    Counter("unhandled", "messages_unhandled", "Events no handler was registered for (deleted)."),
+    Counter(
+        "duplicates",
+        "messages_duplicate",
+        "Deliveries skipped as already handled (idempotency).",
+    ),
+    Counter("dead_lettered", "messages_dead_lettered", "Messages moved to the dead-letter target."),
+    Counter("released", "messages_released", "Unstarted messages handed back at shutdown."),
+    Counter("extended", "visibility_extensions", "Visibility extensions made by the heartbeat."),
+    Counter("poll_errors", "receive_errors", "Receive calls that failed (network errors, 5xx)."),
+    Counter("empty_polls", "empty_receives", "Receive calls that returned no message."),
+    Counter(
+        "callbacks_rejected",
+        "http_callbacks_rejected",
+        "VOD HTTP callbacks refused: bad signature, too large, or too many at once.",
+    ),
 )
 
 # Histogram bucket upper bounds, in seconds (Prometheus-style, cumulative on export).
@@ -47,21 +88,23 @@ class Histogram:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    counters: dict[str, int]
+    counters: dict[CounterName, int]  # every counter, in `COUNTERS` order
     in_flight: int
     handler_seconds: Histogram
     lag_seconds: Histogram  # from EnqueueTime to handler start
 
 
 class Stats:
+    """Exactly the counters of `COUNTERS`, each from 0, plus in-flight and two histograms."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counters = dict.fromkeys(COUNTERS, 0)
+        self._counters = dict.fromkeys((c.name for c in COUNTERS), 0)
         self._in_flight = 0
         self._handler = Histogram()
         self._lag = Histogram()
 
-    def incr(self, name: str, amount: int = 1) -> None:
+    def incr(self, name: CounterName, amount: int = 1) -> None:
         with self._lock:
             self._counters[name] += amount
 
@@ -76,7 +119,7 @@ class Stats:
         with self._lock:
             self._lag.observe(max(seconds, 0.0))
 
-    def get(self, name: str) -> int:
+    def get(self, name: CounterName) -> int:
         with self._lock:
             return self._counters[name]
 

@@ -5,8 +5,9 @@ scrape time by a custom collector on a private registry, so the endpoint shows e
 consumer's counters (no process-global default registry, no second set of counts).
 
 Metric names follow the Prometheus rules: a `vod_events_` prefix, base units, counters end in
-`_total`, durations in `_seconds`. Nothing exported carries a label value taken from a
-message or the config, so no secret or payload can leak into a scrape.
+`_total`, durations in `_seconds`; each counter's name and help text come from
+`stats.COUNTERS`, the one table of counters. Nothing exported carries a label value taken
+from a message or the config, so no secret or payload can leak into a scrape.
 """
 
 from __future__ import annotations
@@ -28,32 +29,11 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from vod_events.config import parse_listen
 from vod_events.service.health import Health, Verdict
 from vod_events.service.http_server import BackgroundServer
-from vod_events.stats import BUCKETS, Histogram, Stats
+from vod_events.stats import BUCKETS, COUNTERS, Histogram, Stats
 
 log = structlog.get_logger("vod_events.service.ops")
 
 PREFIX = "vod_events"
-
-# Stats counter -> (metric name without the `_total` suffix, help text).
-COUNTER_METRICS: dict[str, tuple[str, str]] = {
-    "received": ("messages_received", "Deliveries taken from the queue."),
-    "handled": ("messages_handled", "Deliveries whose handlers all succeeded."),
-    "retried": ("handler_retries", "Handler calls that failed and were retried in process."),
-    "failed": ("messages_failed", "Deliveries handed back to the queue for a later retry."),
-    "deleted": ("messages_deleted", "Messages deleted from the queue."),
-    "delete_failures": ("delete_failures", "Receipt handles a delete could not act on."),
-    "unhandled": ("messages_unhandled", "Events no handler was registered for (deleted)."),
-    "duplicates": ("messages_duplicate", "Deliveries skipped as already handled (idempotency)."),
-    "dead_lettered": ("messages_dead_lettered", "Messages moved to the dead-letter target."),
-    "released": ("messages_released", "Unstarted messages handed back at shutdown."),
-    "extended": ("visibility_extensions", "Visibility extensions made by the heartbeat."),
-    "poll_errors": ("receive_errors", "Receive calls that failed (network errors, 5xx)."),
-    "empty_polls": ("empty_receives", "Receive calls that returned no message."),
-    "callbacks_rejected": (
-        "http_callbacks_rejected",
-        "VOD HTTP callbacks refused: bad signature, too large, or too many at once.",
-    ),
-}
 
 
 class ConsumerCollector(Collector):
@@ -65,10 +45,11 @@ class ConsumerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self.stats.snapshot()
-        for counter, value in snapshot.counters.items():
-            # A counter added to Stats later still shows up, under its own name.
-            name, help_text = COUNTER_METRICS.get(counter, (counter, f"Stats counter {counter}."))
-            yield CounterMetricFamily(f"{PREFIX}_{name}", help_text, value=value)
+        for counter in COUNTERS:
+            # The client library appends `_total` to a counter's name.
+            yield CounterMetricFamily(
+                f"{PREFIX}_{counter.metric}", counter.help, value=snapshot.counters[counter.name]
+            )
         yield GaugeMetricFamily(
             f"{PREFIX}_messages_in_flight",
             "Messages received and not yet deleted or handed back.",
