@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from vod_events import cli
 from vod_events.deadletter import DeadLetter, DirectorySink, QueueSink
 from vod_events.mns_server import LocalMNSServer
-from vod_events.processing import Processor
+from vod_events.processing import OutcomeStatus, Processor
 from vod_events.router import Router
 from vod_events.stats import Stats
 from vod_events.transports import ReceivedMessage
@@ -81,7 +81,7 @@ class _Broken:
 def test_failed_dead_letter_write_keeps_the_message_in_the_queue() -> None:
     outcome = processor(_Broken()).process(message("garbage"))
     assert outcome.delete is False
-    assert outcome.status == "retry"
+    assert outcome.status is OutcomeStatus.RETRY
     assert "dead-letter write failed: disk full" in outcome.reason
 
 
@@ -101,11 +101,11 @@ def test_fuzzed_bodies_are_dead_lettered_never_crash(body: str) -> None:
     router.add(lambda event, ctx: None)
     outcome = processor(sink, router).process(message(body))
     assert outcome.delete is True
-    if outcome.status == "dead_lettered":
+    if outcome.status is OutcomeStatus.DEAD_LETTERED:
         assert sink.letters[0].body == body
         assert sink.letters[0].reason.startswith("undecodable: ")
     else:  # hypothesis found a body that really is an event
-        assert outcome.status == "handled"
+        assert outcome.status is OutcomeStatus.HANDLED
 
 
 @pytest.fixture
@@ -175,7 +175,7 @@ def test_dlq_on_a_queue_keeps_reasons_and_replays(
     body = event_body("q")
     proc = processor(sink)
     outcome = proc.process(message(body, "ORIG-1", dequeue_count=11))
-    assert outcome.status == "dead_lettered"
+    assert outcome.status is OutcomeStatus.DEAD_LETTERED
 
     assert cli.main(["dlq", "--config", str(config), "list", "--json"]) == 0
     [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

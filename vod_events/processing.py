@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 
 import structlog
 
@@ -31,22 +32,33 @@ from vod_events.dedupe import ClaimState, IdempotencyStore, NullStore
 from vod_events.errors import DecodeError, PermanentError
 from vod_events.events import VodEvent
 from vod_events.retry import RetryPolicy
-from vod_events.router import HandlerContext, Route, Router
+from vod_events.router import ContextSource, HandlerContext, Route, Router
 from vod_events.stats import Stats
 from vod_events.transports import ReceivedMessage
 
 MAX_REASON = 500  # characters of an exception's text kept in a dead letter's reason
 
 
+class OutcomeStatus(StrEnum):
+    """What became of a delivery. A StrEnum: `str()` and f-strings give the plain value."""
+
+    HANDLED = "handled"  # every matching handler succeeded
+    UNHANDLED = "unhandled"  # no handler matches the event
+    DUPLICATE = "duplicate"  # every matching handler had completed on an earlier delivery
+    DEAD_LETTERED = "dead_lettered"  # can never succeed; the dead letter is durable
+    RETRY = "retry"  # failed for now; back to the queue with a backoff
+    DEFERRED = "deferred"  # a handler is running elsewhere; look again after its claim
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """The fate of one delivery.
 
-    status: handled | unhandled | duplicate | dead_lettered | retry | deferred
     delete: True to delete the message; False to make it visible again after `visibility` s.
+        RETRY and DEFERRED never delete; every other status always does.
     """
 
-    status: str
+    status: OutcomeStatus
     delete: bool
     visibility: int = 0
     reason: str = ""
@@ -80,7 +92,7 @@ class Processor:
         redelivery: RedeliveryBackoff | None = None,
         max_deliveries: int = 10,
         decoder: Callable[[str], VodEvent] = decode,
-        context_source: str = "mns",
+        context_source: ContextSource = "mns",
     ) -> None:
         self.router = router
         self.stats = stats
@@ -122,7 +134,7 @@ class Processor:
         if not routes:
             self.stats.incr("unhandled")
             log.debug("no handler for event; deleting")
-            return Outcome("unhandled", delete=True)
+            return Outcome(OutcomeStatus.UNHANDLED, delete=True)
         context = HandlerContext(
             message_id=message.message_id,
             dequeue_count=message.dequeue_count,
@@ -144,7 +156,9 @@ class Processor:
             if claim.state is ClaimState.IN_PROGRESS:
                 log.info("handler in progress elsewhere; leaving for later", handler=route.name)
                 return Outcome(
-                    "deferred", delete=False, visibility=math.ceil(claim.retry_after) + 1
+                    OutcomeStatus.DEFERRED,
+                    delete=False,
+                    visibility=math.ceil(claim.retry_after) + 1,
                 )
             outcome = self._run(
                 route=route, event=event, context=context, message=message, key=key, log=log
@@ -155,10 +169,10 @@ class Processor:
         if ran == 0:
             self.stats.incr("duplicates")
             log.info("duplicate delivery: every handler already completed; deleting")
-            return Outcome("duplicate", delete=True)
+            return Outcome(OutcomeStatus.DUPLICATE, delete=True)
         self.stats.incr("handled")
         log.debug("handled")
-        return Outcome("handled", delete=True)
+        return Outcome(OutcomeStatus.HANDLED, delete=True)
 
     def _run(
         self,
@@ -204,13 +218,15 @@ class Processor:
 
     def _retry(self, message: ReceivedMessage, reason: str) -> Outcome:
         visibility = self.redelivery.visibility_for(message.dequeue_count)
-        return Outcome("retry", delete=False, visibility=visibility, reason=reason[:MAX_REASON])
+        return Outcome(
+            OutcomeStatus.RETRY, delete=False, visibility=visibility, reason=reason[:MAX_REASON]
+        )
 
     def _dead_letter(self, message: ReceivedMessage, reason: str, log: Log) -> Outcome:
         reason = reason[:MAX_REASON]
         if self.dead_letters is None:
             log.error("message can never succeed and no dead-letter target is set", reason=reason)
-            return Outcome("retry", delete=False, visibility=43200, reason=reason)
+            return Outcome(OutcomeStatus.RETRY, delete=False, visibility=43200, reason=reason)
         letter = DeadLetter.of(message, reason, self.source)
         try:
             self.dead_letters.put(letter)
@@ -219,7 +235,7 @@ class Processor:
             return self._retry(message, f"dead-letter write failed: {exc}")
         self.stats.incr("dead_lettered")
         log.warning("message dead-lettered", reason=reason)
-        return Outcome("dead_lettered", delete=True, reason=reason)
+        return Outcome(OutcomeStatus.DEAD_LETTERED, delete=True, reason=reason)
 
 
 Log = structlog.typing.FilteringBoundLogger

@@ -19,10 +19,13 @@ import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from vod_events.errors import ConfigError
 from vod_events.events import VodEvent
+
+# How a delivery arrived: from the MNS queue, or as a VOD HTTP callback.
+ContextSource = Literal["mns", "http"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +35,7 @@ class HandlerContext:
     message_id: str
     dequeue_count: int  # 1 on the first delivery
     enqueue_time: datetime | None  # when the message entered the queue (UTC)
-    source: str = "mns"  # "mns" or "http" (an HTTP callback)
+    source: ContextSource = "mns"
 
 
 Handler = Callable[[Any, HandlerContext], object]

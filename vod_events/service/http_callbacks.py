@@ -282,7 +282,7 @@ class CallbackServer:
             )
             return
         reason = (
-            f"not done over HTTP ({outcome.status}: {outcome.reason}); kept because VOD "
+            f"not done over HTTP ({outcome.status.value}: {outcome.reason}); kept because VOD "
             "stops retrying after about 2 s. Replaying is safe: completed handlers are skipped."
         )
         letter = DeadLetter.of(message, reason[:MAX_REASON], self.processor.source)
@@ -301,7 +301,7 @@ class CallbackServer:
         log.warning(
             "callback failed; kept as a dead letter, VOD will retry",
             message_id=message.message_id,
-            status=outcome.status,
+            status=outcome.status.value,  # a plain str, whichever log renderer runs
         )
 
 
