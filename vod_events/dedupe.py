@@ -5,10 +5,20 @@ VOD events carry no id and MNS delivers at least once, so duplicates are certain
 
     (absent) --claim--> IN PROGRESS --complete--> COMPLETED   (kept `completed_ttl`, > retention)
                              |   \\--release--> (absent)      (the handler failed: try again later)
-                             \\--expires--> (absent)          (the claimer crashed; `claim_ttl`)
+                             \\--lease lapses--> (absent)     (the claimer crashed)
 
-A claim held by this process is renewed by the consumer's heartbeat (`renew`), so a long
-handler keeps it while a crashed one frees it within `claim_ttl`.
+A claim is a short lease (`claim_ttl`, 15 s by default) that its process renews every
+`renew_interval` (a third of it) while the handler runs, so a long handler keeps it and a
+crashed one frees it within `claim_ttl` - at once, when the owner was a process on this host
+that no longer exists (`owners`). `claim` tells a caller that meets a claim in progress
+whether this very store holds it (`Claim.mine`: another thread of this process is running the
+handler, so wait for it with `wait_for`) or someone else does (come back after `retry_after`).
+
+`complete` is retried, and the key stays held (renewed) until the write succeeds: one
+transient error must not free the key of a handler that has already run.
+
+Deliveries that found the key in progress are counted per message (`count_deferral`), so the
+consumer can leave them out of `max_deliveries`.
 
 Backends: `MemoryStore` (tests, one process), `SQLiteStore` (default; one host, several
 threads and processes), `RedisStore` (a fleet of replicas; atomic claims), `NullStore` (off).
@@ -17,18 +27,23 @@ threads and processes), `RedisStore` (a fleet of replicas; atomic claims), `Null
 from __future__ import annotations
 
 import enum
-import itertools
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-DEFAULT_CLAIM_TTL = 120.0
+import tenacity
+
+from vod_events.owners import OwnerTokens
+
+DEFAULT_CLAIM_TTL = 15.0
 DEFAULT_COMPLETED_TTL = 7 * 24 * 3600.0  # longer than MNS's maximum retention (7 days)
+RENEWALS_PER_TTL = 3  # a claim is renewed this often within its lease: two renewals may fail
+# `complete` retries its write this often before giving the key up to its lease.
+COMPLETE_ATTEMPTS = 5
 
 
 class ClaimState(enum.Enum):
@@ -39,56 +54,108 @@ class ClaimState(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Claim:
+    """The answer to `claim`.
+
+    retry_after: for IN_PROGRESS, seconds until that claim's lease runs out unless renewed.
+    mine: for IN_PROGRESS, the claim is this store's own: another thread of this process is
+        running the handler right now (`wait_for` it instead of handing the message back).
+    """
+
     state: ClaimState
-    retry_after: float = 0.0  # for IN_PROGRESS: seconds until that claim expires
+    retry_after: float = 0.0
+    mine: bool = False
+
+
+class StoreError(Exception):
+    """The store could not record a completion; the key was left to its lease."""
 
 
 class IdempotencyStore(Protocol):
+    claim_ttl: float
+
     def claim(self, key: str) -> Claim: ...
 
-    def complete(self, key: str) -> None: ...
+    def complete(self, key: str) -> None:
+        """Record the key as completed (retried); raises StoreError when that failed."""
+        ...
 
     def release(self, key: str) -> None: ...
 
     def renew(self) -> None:
-        """Extend every claim this process still holds by `claim_ttl`."""
+        """Extend every claim this store still holds by `claim_ttl`."""
+        ...
+
+    def wait_for(self, key: str, timeout: float) -> bool:
+        """Block until this store no longer holds `key` (completed or released), at most
+        `timeout` s; True if it was let go."""
+        ...
+
+    def count_deferral(self, message_id: str) -> int:
+        """Count one more delivery of `message_id` that found its key in progress; the total."""
+        ...
+
+    def deferrals(self, message_id: str) -> int:
+        """How many deliveries of `message_id` were deferred so far."""
         ...
 
     def close(self) -> None: ...
 
 
+def renew_interval(store: IdempotencyStore) -> float:
+    """How often the holder of claims must renew them."""
+    return store.claim_ttl / RENEWALS_PER_TTL
+
+
+def _retried(write: Callable[[], object]) -> None:
+    """Run an idempotent write, retrying transient failures with a short backoff."""
+    for attempt in tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(COMPLETE_ATTEMPTS),
+        wait=tenacity.wait_exponential(multiplier=0.1, max=2.0),
+        reraise=True,
+    ):
+        with attempt:
+            write()
+
+
 class _HeldClaims:
-    """The keys this process has claimed and not yet completed or released, with owner tokens."""
+    """The keys this store has claimed and not yet completed or released, with owner tokens.
+
+    `wait_for` lets a thread that met one of these keys wait until its holder lets it go.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._held: dict[str, str] = {}
-        # Owner tokens only need to be unique: a random prefix per store and a counter. A
-        # uuid4() per claim read os.urandom, a system call that gives up the GIL - under
-        # load, a thread switch per claim.
-        self._prefix = uuid.uuid4().hex
-        self._count = itertools.count()
+        self.tokens = OwnerTokens()
 
-    def new_token(self) -> str:
-        return f"{self._prefix}-{next(self._count)}"  # next() on a count is atomic
-
-    def add(self, key: str, token: str | None = None) -> str:
-        token = token or self.new_token()
-        with self._lock:
+    def add(self, key: str, token: str) -> None:
+        with self._cond:
             self._held[key] = token
-        return token
 
     def pop(self, key: str) -> str | None:
-        with self._lock:
-            return self._held.pop(key, None)
+        with self._cond:
+            token = self._held.pop(key, None)
+            self._cond.notify_all()
+            return token
 
     def items(self) -> list[tuple[str, str]]:
-        with self._lock:
+        with self._cond:
             return list(self._held.items())
+
+    def wait_for(self, key: str, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: key not in self._held, timeout)
+
+    def in_progress(self, owner: str, expires: float, now: float) -> Claim:
+        """What a claim in progress held by `owner` means to this store."""
+        mine = self.tokens.is_mine(owner)
+        return Claim(ClaimState.IN_PROGRESS, max(expires - now, 0.0), mine=mine)
 
 
 class NullStore:
     """Idempotency off: every delivery runs its handlers."""
+
+    claim_ttl = DEFAULT_CLAIM_TTL
 
     def claim(self, key: str) -> Claim:
         return Claim(ClaimState.CLAIMED)
@@ -102,12 +169,24 @@ class NullStore:
     def renew(self) -> None:
         pass
 
+    def wait_for(self, key: str, timeout: float) -> bool:
+        return True
+
+    def count_deferral(self, message_id: str) -> int:
+        return 0  # never defers: nothing is ever in progress
+
+    def deferrals(self, message_id: str) -> int:
+        return 0
+
     def close(self) -> None:
         pass
 
 
 class MemoryStore:
-    """In-process store; `clock` is injectable so tests can move time."""
+    """In-process store; `clock` is injectable so tests can move time. Expired rows are
+    dropped every `PURGE_EVERY` claims, so memory stays bounded by what is live."""
+
+    PURGE_EVERY = 1000
 
     def __init__(
         self,
@@ -120,23 +199,34 @@ class MemoryStore:
         self.clock = clock
         self._lock = threading.Lock()
         self._rows: dict[str, tuple[ClaimState, str, float]] = {}  # key -> (state, owner, expiry)
+        self._deferrals: dict[str, tuple[int, float]] = {}  # message id -> (count, expiry)
         self._held = _HeldClaims()
+        self._claims = 0
 
     def claim(self, key: str) -> Claim:
         with self._lock:
             now = self.clock()
+            self._claims += 1
+            if self._claims % self.PURGE_EVERY == 0:
+                self._purge(now)
             row = self._rows.get(key)
             if row is not None and row[2] > now:
                 if row[0] is ClaimState.COMPLETED:
                     return Claim(ClaimState.COMPLETED)
-                return Claim(ClaimState.IN_PROGRESS, row[2] - now)
-            self._rows[key] = (ClaimState.IN_PROGRESS, self._held.add(key), now + self.claim_ttl)
+                return self._held.in_progress(row[1], row[2], now)
+            token = self._held.tokens.new()
+            self._held.add(key, token)
+            self._rows[key] = (ClaimState.IN_PROGRESS, token, now + self.claim_ttl)
             return Claim(ClaimState.CLAIMED)
 
+    def _purge(self, now: float) -> None:
+        self._rows = {k: row for k, row in self._rows.items() if row[2] > now}
+        self._deferrals = {k: d for k, d in self._deferrals.items() if d[1] > now}
+
     def complete(self, key: str) -> None:
-        self._held.pop(key)
         with self._lock:
             self._rows[key] = (ClaimState.COMPLETED, "", self.clock() + self.completed_ttl)
+        self._held.pop(key)
 
     def release(self, key: str) -> None:
         token = self._held.pop(key)
@@ -153,6 +243,19 @@ class MemoryStore:
                 if row is not None and row[1] == token:
                     self._rows[key] = (row[0], token, expiry)
 
+    def wait_for(self, key: str, timeout: float) -> bool:
+        return self._held.wait_for(key, timeout)
+
+    def count_deferral(self, message_id: str) -> int:
+        with self._lock:
+            count = self.deferrals(message_id) + 1
+            self._deferrals[message_id] = (count, self.clock() + self.completed_ttl)
+            return count
+
+    def deferrals(self, message_id: str) -> int:
+        count, expiry = self._deferrals.get(message_id, (0, 0.0))
+        return count if expiry > self.clock() else 0
+
     def close(self) -> None:
         pass
 
@@ -165,14 +268,23 @@ class SQLiteStore:
     processes cannot both claim a key.
     """
 
-    _SCHEMA = """
+    _SCHEMA = (
+        """
         CREATE TABLE IF NOT EXISTS idempotency (
             key TEXT PRIMARY KEY,
             state TEXT NOT NULL,
             owner TEXT NOT NULL,
             expires REAL NOT NULL
         ) WITHOUT ROWID
-    """
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS deferrals (
+            message_id TEXT PRIMARY KEY,
+            count INTEGER NOT NULL,
+            expires REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+    )
     PURGE_EVERY = 1000  # claims between deletions of expired rows
 
     def __init__(
@@ -198,7 +310,8 @@ class SQLiteStore:
         self._db: sqlite3.Connection | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            self._connection().execute(self._SCHEMA)
+            for statement in self._SCHEMA:
+                self._connection().execute(statement)
 
     def _connection(self) -> sqlite3.Connection:
         """The connection, opened on first use (again after close()); hold `_lock`."""
@@ -223,11 +336,16 @@ class SQLiteStore:
             SET state = excluded.state, owner = excluded.owner, expires = excluded.expires
             WHERE idempotency.expires <= ?5
     """
+    # Take over a claim whose owner is known to be dead, only if it still has that owner.
+    _TAKE_OVER = """
+        UPDATE idempotency SET owner = ?1, expires = ?2
+        WHERE key = ?3 AND owner = ?4 AND state = 'in_progress'
+    """
 
     def claim(self, key: str) -> Claim:
         for _ in range(3):  # another process can free the row between claim and look: again
             now = self.clock()
-            token = self._held.new_token()
+            token = self._held.tokens.new()
             with self._lock:
                 db = self._connection()
                 params = (key, ClaimState.IN_PROGRESS.value, token, now + self.claim_ttl, now)
@@ -236,23 +354,35 @@ class SQLiteStore:
                     self._claims += 1
                     if self._claims % self.PURGE_EVERY == 0:
                         db.execute("DELETE FROM idempotency WHERE expires < ?", (now,))
+                        db.execute("DELETE FROM deferrals WHERE expires < ?", (now,))
                     return Claim(ClaimState.CLAIMED)
                 row = db.execute(
-                    "SELECT state, expires FROM idempotency WHERE key = ?", (key,)
+                    "SELECT state, owner, expires FROM idempotency WHERE key = ?", (key,)
                 ).fetchone()
-            if row is not None and row[1] > now:
-                if row[0] == ClaimState.COMPLETED.value:
-                    return Claim(ClaimState.COMPLETED)
-                return Claim(ClaimState.IN_PROGRESS, row[1] - now)
+            if row is None or row[2] <= now:
+                continue
+            state, owner, expires = row
+            if state == ClaimState.COMPLETED.value:
+                return Claim(ClaimState.COMPLETED)
+            if self._held.tokens.owner_is_dead(owner):
+                with self._lock:
+                    takeover = (token, now + self.claim_ttl, key, owner)
+                    if self._connection().execute(self._TAKE_OVER, takeover).rowcount == 1:
+                        self._held.add(key, token)
+                        return Claim(ClaimState.CLAIMED)
+                continue
+            return self._held.in_progress(owner, expires, now)
         return Claim(ClaimState.IN_PROGRESS, 1.0)
 
     def complete(self, key: str) -> None:
-        self._held.pop(key)
-        with self._lock:
-            self._connection().execute(
-                "INSERT OR REPLACE INTO idempotency VALUES (?, ?, '', ?)",
-                (key, ClaimState.COMPLETED.value, self.clock() + self.completed_ttl),
-            )
+        def write() -> None:
+            with self._lock:
+                self._connection().execute(
+                    "INSERT OR REPLACE INTO idempotency VALUES (?, ?, '', ?)",
+                    (key, ClaimState.COMPLETED.value, self.clock() + self.completed_ttl),
+                )
+
+        _complete(self._held, key, write)
 
     def release(self, key: str) -> None:
         token = self._held.pop(key)
@@ -270,11 +400,43 @@ class SQLiteStore:
         with self._lock:
             db = self._connection()
             db.execute("BEGIN IMMEDIATE")
-            db.executemany(
-                "UPDATE idempotency SET expires = ? WHERE key = ? AND owner = ?",
-                [(expiry, key, token) for key, token in held],
+            try:
+                db.executemany(
+                    "UPDATE idempotency SET expires = ? WHERE key = ? AND owner = ?",
+                    [(expiry, key, token) for key, token in held],
+                )
+            finally:
+                db.execute("COMMIT")
+
+    def wait_for(self, key: str, timeout: float) -> bool:
+        return self._held.wait_for(key, timeout)
+
+    def count_deferral(self, message_id: str) -> int:
+        now = self.clock()
+        with self._lock:
+            row = (
+                self._connection()
+                .execute(
+                    "INSERT INTO deferrals VALUES (?1, 1, ?2) ON CONFLICT (message_id) DO UPDATE"
+                    " SET count = CASE WHEN deferrals.expires > ?3 THEN deferrals.count + 1"
+                    " ELSE 1 END, expires = excluded.expires RETURNING count",
+                    (message_id, now + self.completed_ttl, now),
+                )
+                .fetchone()
             )
-            db.execute("COMMIT")
+        return int(row[0])
+
+    def deferrals(self, message_id: str) -> int:
+        with self._lock:
+            row = (
+                self._connection()
+                .execute(
+                    "SELECT count FROM deferrals WHERE message_id = ? AND expires > ?",
+                    (message_id, self.clock()),
+                )
+                .fetchone()
+            )
+        return int(row[0]) if row else 0
 
     def close(self) -> None:
         with self._lock:
@@ -283,12 +445,25 @@ class SQLiteStore:
                 self._db = None
 
 
+def _complete(held: _HeldClaims, key: str, write: Callable[[], object]) -> None:
+    """Record a completion: retried, and renewed meanwhile (the key stays held until the
+    write succeeds). After the last failure the key is let go to its lease, so a redelivery
+    can run the handler again once it lapses - at least once, never lost."""
+    try:
+        _retried(write)
+    except Exception as exc:
+        held.pop(key)
+        raise StoreError(f"recording the completion failed: {exc!r}") from exc
+    held.pop(key)
+
+
 class RedisStore:
     """Keys in Redis, shared by every replica consuming the queue.
 
     A claim is one `SET key value NX PX ttl`: atomic, so two replicas never both claim.
-    Release and renew compare the owner token inside a Lua script, so a replica never
-    releases or extends a claim that expired and was taken by someone else.
+    Release, renew and the take-over of a dead owner's claim compare the owner token inside
+    a Lua script, so a replica never acts on a claim that expired and was taken by someone
+    else. Every key starts with `prefix`.
     """
 
     _RELEASE = (
@@ -298,6 +473,10 @@ class RedisStore:
     _RENEW = (
         "if redis.call('GET', KEYS[1]) == ARGV[1] then "
         "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+    )
+    _TAKE_OVER = (
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+        "return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end return 0"
     )
     DONE = "done"
 
@@ -311,17 +490,19 @@ class RedisStore:
         import redis  # imported here: only fleets that choose Redis pay for it
 
         self.client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        self.claim_ttl = claim_ttl
         self.claim_ttl_ms = int(claim_ttl * 1000)
         self.completed_ttl_ms = int(completed_ttl * 1000)
         self.prefix = prefix
         self._held = _HeldClaims()
         self._release = self.client.register_script(self._RELEASE)
         self._renew = self.client.register_script(self._RENEW)
+        self._take_over = self.client.register_script(self._TAKE_OVER)
 
     def claim(self, key: str) -> Claim:
         name = self.prefix + key
         for _ in range(3):  # the key can expire between the SET and the GET: look again
-            token = uuid.uuid4().hex
+            token = self._held.tokens.new()
             if self.client.set(name, token, nx=True, px=self.claim_ttl_ms):
                 self._held.add(key, token)
                 return Claim(ClaimState.CLAIMED)
@@ -329,15 +510,25 @@ class RedisStore:
                 pipe.get(name)
                 pipe.pttl(name)
                 value, ttl_ms = pipe.execute()
-            if value == self.DONE.encode():
+            if value is None:
+                continue
+            owner = value.decode()
+            if owner == self.DONE:
                 return Claim(ClaimState.COMPLETED)
-            if value is not None:
-                return Claim(ClaimState.IN_PROGRESS, max(int(ttl_ms), 0) / 1000)
+            if self._held.tokens.owner_is_dead(owner):
+                if self._take_over(keys=[name], args=[owner, token, self.claim_ttl_ms]):
+                    self._held.add(key, token)
+                    return Claim(ClaimState.CLAIMED)
+                continue
+            return self._held.in_progress(owner, max(int(ttl_ms), 0) / 1000, 0.0)
         return Claim(ClaimState.IN_PROGRESS, 1.0)
 
     def complete(self, key: str) -> None:
-        self._held.pop(key)
-        self.client.set(self.prefix + key, self.DONE, px=self.completed_ttl_ms)
+        _complete(
+            self._held,
+            key,
+            lambda: self.client.set(self.prefix + key, self.DONE, px=self.completed_ttl_ms),
+        )
 
     def release(self, key: str) -> None:
         token = self._held.pop(key)
@@ -352,6 +543,21 @@ class RedisStore:
             for key, token in held:
                 self._renew(keys=[self.prefix + key], args=[token, self.claim_ttl_ms], client=pipe)
             pipe.execute()
+
+    def wait_for(self, key: str, timeout: float) -> bool:
+        return self._held.wait_for(key, timeout)
+
+    def count_deferral(self, message_id: str) -> int:
+        name = f"{self.prefix}deferrals:{message_id}"
+        with self.client.pipeline() as pipe:
+            pipe.incr(name)
+            pipe.pexpire(name, self.completed_ttl_ms)
+            count, _ = pipe.execute()
+        return int(count)
+
+    def deferrals(self, message_id: str) -> int:
+        value = self.client.get(f"{self.prefix}deferrals:{message_id}")
+        return int(value) if value is not None else 0
 
     def close(self) -> None:
         self.client.close()
