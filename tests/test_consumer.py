@@ -8,8 +8,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pytest
 from helpers import QUEUE, Harness, event_body, wait_for
 
+from vod_events.backoff import RedeliveryBackoff
 from vod_events.consumer import EXIT_CRASH, EXIT_FATAL, EXIT_OK, ConsumerSettings
 from vod_events.dedupe import NullStore
 from vod_events.errors import PermanentError
@@ -275,12 +277,38 @@ def test_missing_queue_is_fatal(harness: Make) -> None:
     assert "does not exist" in (h.consumer.fatal_error or "")
 
 
-def test_handler_killing_its_thread_makes_a_non_zero_exit(harness: Make) -> None:
-    h = harness()
+@pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt])
+def test_a_handler_calling_sys_exit_is_a_handler_failure(
+    harness: Make, raised: type[BaseException]
+) -> None:
+    h = harness(redelivery=RedeliveryBackoff(initial=1, maximum=1))
+    calls: list[int] = []
 
     @h.router.on()
     def exits(event: VodEvent, ctx: HandlerContext) -> None:
-        raise SystemExit("a handler must not do this")
+        calls.append(ctx.dequeue_count)
+        if len(calls) == 1:
+            raise raised("a library gave up")
+
+    h.put(event_body("job-1"))
+    h.start()
+    wait_for(lambda: h.stats.get("deleted") == 1, timeout=15)
+    assert h.stop() == EXIT_OK  # the worker survived
+    assert not h.consumer.crashed
+    assert calls == [1, 2]  # not retried in process; the claim was released for delivery 2
+    assert h.stats.get("failed") == 1
+
+
+class _OurBug(BaseException):
+    """Stands for a bug in our own code that escapes every handler."""
+
+
+def test_a_thread_that_dies_makes_a_non_zero_exit(harness: Make) -> None:
+    h = harness()
+
+    @h.router.on()
+    def escapes(event: VodEvent, ctx: HandlerContext) -> None:
+        raise _OurBug
 
     h.put(event_body("job-1"))
     h.start()

@@ -173,7 +173,9 @@ def test_dlq_on_a_queue_keeps_reasons_and_replays(
     config = write_config(tmp_path, server, 'queue = "events-dlq"')
     sink = QueueSink(lambda: transport(server, "events-dlq"))
     body = event_body("q")
-    proc = processor(sink)
+    router = Router()
+    router.add(lambda event, ctx: None, name="never-reached")
+    proc = processor(sink, router)
     outcome = proc.process(message(body, "ORIG-1", dequeue_count=11))
     assert outcome.status is OutcomeStatus.DEAD_LETTERED
 
@@ -183,7 +185,7 @@ def test_dlq_on_a_queue_keeps_reasons_and_replays(
     assert row["message_id"] == "ORIG-1"
     assert row["source_queue"] == "events"
     assert row["dequeue_count"] == 11
-    assert row["reason"] == "delivered 11 times, more than max_deliveries=10"
+    assert row["reason"] == "delivered 11 times (0 deferred), more than max_deliveries=10"
     assert row["first_failure"] == "2023-11-14T22:13:21.000+00:00"
 
     # listing handed it back; replay sends it to the source queue and removes it

@@ -146,9 +146,11 @@ class _HeldClaims:
         with self._cond:
             return self._cond.wait_for(lambda: key not in self._held, timeout)
 
-    def in_progress(self, owner: str, expires: float, now: float) -> Claim:
-        """What a claim in progress held by `owner` means to this store."""
-        mine = self.tokens.is_mine(owner)
+    def in_progress(self, key: str, owner: str, expires: float, now: float) -> Claim:
+        """What a claim in progress held by `owner` means to this store: `mine` only while
+        this store still holds it (a claim it let go after a failed completion is not)."""
+        with self._cond:
+            mine = self._held.get(key) == owner
         return Claim(ClaimState.IN_PROGRESS, max(expires - now, 0.0), mine=mine)
 
 
@@ -213,7 +215,7 @@ class MemoryStore:
             if row is not None and row[2] > now:
                 if row[0] is ClaimState.COMPLETED:
                     return Claim(ClaimState.COMPLETED)
-                return self._held.in_progress(row[1], row[2], now)
+                return self._held.in_progress(key, row[1], row[2], now)
             token = self._held.tokens.new()
             self._held.add(key, token)
             self._rows[key] = (ClaimState.IN_PROGRESS, token, now + self.claim_ttl)
@@ -371,7 +373,7 @@ class SQLiteStore:
                         self._held.add(key, token)
                         return Claim(ClaimState.CLAIMED)
                 continue
-            return self._held.in_progress(owner, expires, now)
+            return self._held.in_progress(key, owner, expires, now)
         return Claim(ClaimState.IN_PROGRESS, 1.0)
 
     def complete(self, key: str) -> None:
@@ -520,7 +522,7 @@ class RedisStore:
                     self._held.add(key, token)
                     return Claim(ClaimState.CLAIMED)
                 continue
-            return self._held.in_progress(owner, max(int(ttl_ms), 0) / 1000, 0.0)
+            return self._held.in_progress(key, owner, max(int(ttl_ms), 0) / 1000, 0.0)
         return Claim(ClaimState.IN_PROGRESS, 1.0)
 
     def complete(self, key: str) -> None:

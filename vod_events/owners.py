@@ -96,9 +96,5 @@ class OwnerTokens:
     def new(self) -> str:
         return f"{self._prefix}{next(self._count)}"  # next() on a count is atomic
 
-    def is_mine(self, token: str) -> bool:
-        """Made by this very store (another thread of this process holds the claim)."""
-        return token.startswith(self._prefix)
-
     def owner_is_dead(self, token: str) -> bool:
         return self.identity.owner_is_dead(token)

@@ -10,7 +10,9 @@ The rules (consumer lessons 5 to 9):
 - a body that can never decode, a handler's PermanentError, or a DequeueCount beyond
   `max_deliveries` is dead-lettered, and deleted only once the dead letter is durable;
 - anything else that fails goes back to the queue with a visibility computed from the
-  DequeueCount, so retries back off even across crashes and restarts.
+  DequeueCount, so retries back off even across crashes and restarts;
+- a duplicate whose handler is running right now waits for it in this process, or comes back
+  within seconds when it runs elsewhere; such deferrals are not deliveries that count.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import structlog
 from vod_events.backoff import RedeliveryBackoff
 from vod_events.deadletter import DeadLetter, DeadLetterSink
 from vod_events.decoder import decode
-from vod_events.dedupe import ClaimState, IdempotencyStore, NullStore
+from vod_events.dedupe import Claim, ClaimState, IdempotencyStore, NullStore
 from vod_events.errors import DecodeError, PermanentError
 from vod_events.events import VodEvent
 from vod_events.retry import RetryPolicy
@@ -37,6 +39,10 @@ from vod_events.stats import Stats
 from vod_events.transports import ReceivedMessage
 
 MAX_REASON = 500  # characters of an exception's text kept in a dead letter's reason
+# A delivery whose handler runs elsewhere comes back after 1, 2, 4, 8, 8... seconds (never
+# later than that claim's lease): a duplicate is resolved within seconds of its first copy.
+DEFER_INITIAL = 1
+DEFER_MAX = 8
 
 
 class OutcomeStatus(StrEnum):
@@ -73,10 +79,14 @@ class Processor:
         left in the queue with the longest backoff and an error log — never deleted).
     retry: in-process retry of each handler call.
     redelivery: visibility for a delivery handed back to the queue, from its DequeueCount.
-    max_deliveries: a message delivered more often than this is dead-lettered.
+    max_deliveries: a message delivered more often than this is dead-lettered; deliveries
+        deferred because the handler was running elsewhere, and deliveries whose handlers
+        had all completed, are not counted.
     source: the queue name (or "http-callback"), recorded in dead letters.
     context_source: what handlers see as `ctx.source`: "mns" or "http".
     stopping: set at shutdown; cuts in-process retries short.
+    own_claim_wait: seconds a duplicate waits in-process for another thread of this process
+        running the same handler, before it is handed back (the heartbeat keeps it meanwhile).
     """
 
     def __init__(
@@ -93,6 +103,7 @@ class Processor:
         max_deliveries: int = 10,
         decoder: Callable[[str], VodEvent] = decode,
         context_source: ContextSource = "mns",
+        own_claim_wait: float = 20.0,
     ) -> None:
         self.router = router
         self.stats = stats
@@ -105,6 +116,7 @@ class Processor:
         self.max_deliveries = max_deliveries
         self.decoder = decoder
         self.context_source = context_source
+        self.own_claim_wait = own_claim_wait
         self.log = structlog.get_logger("vod_events.processing")
 
     def process(self, message: ReceivedMessage) -> Outcome:
@@ -117,13 +129,6 @@ class Processor:
             log = log.bind(
                 event_type=event.event_type, media_id=event.media_id, job_id=event.job_id
             )
-            if message.dequeue_count > self.max_deliveries:
-                return self._dead_letter(
-                    message,
-                    f"delivered {message.dequeue_count} times, more than "
-                    f"max_deliveries={self.max_deliveries}",
-                    log,
-                )
             return self._handle(message, event, log)
         except Exception as exc:  # a bug or a store outage: never lose the message
             log.exception("processing failed; the message will be redelivered")
@@ -133,7 +138,7 @@ class Processor:
         routes = self.router.routes_for(event)
         if not routes:
             self.stats.incr("unhandled")
-            log.debug("no handler for event; deleting")
+            log.info("no handler for this event type; deleting")
             return Outcome(OutcomeStatus.UNHANDLED, delete=True)
         context = HandlerContext(
             message_id=message.message_id,
@@ -150,16 +155,14 @@ class Processor:
         ran = 0
         for route in routes:
             key = f"{event.dedupe_key}|{route.name}"
-            claim = self.store.claim(key)
+            claim = self._claim(key)
             if claim.state is ClaimState.COMPLETED:
                 continue
             if claim.state is ClaimState.IN_PROGRESS:
-                log.info("handler in progress elsewhere; leaving for later", handler=route.name)
-                return Outcome(
-                    OutcomeStatus.DEFERRED,
-                    delete=False,
-                    visibility=math.ceil(claim.retry_after) + 1,
-                )
+                return self._defer(message, claim, route, log)
+            if too_often := self._delivered_too_often(message):
+                self.store.release(key)
+                return self._dead_letter(message, too_often, log)
             outcome = self._run(
                 route=route, event=event, context=context, message=message, key=key, log=log
             )
@@ -173,6 +176,50 @@ class Processor:
         self.stats.incr("handled")
         log.debug("handled")
         return Outcome(OutcomeStatus.HANDLED, delete=True)
+
+    def _claim(self, key: str) -> Claim:
+        """Claim `key`; when another thread of this process holds it, wait for that thread
+        (up to `own_claim_wait`) instead of handing the duplicate back to the queue."""
+        claim = self.store.claim(key)
+        deadline = time.monotonic() + self.own_claim_wait
+        while claim.state is ClaimState.IN_PROGRESS and claim.mine:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.stopping.is_set():
+                break
+            # In slices, so that a shutdown is noticed.
+            self.store.wait_for(key, min(remaining, 1.0))
+            claim = self.store.claim(key)
+        return claim
+
+    def _defer(self, message: ReceivedMessage, claim: Claim, route: Route, log: Log) -> Outcome:
+        """Hand back a delivery whose handler is running elsewhere: soon, and sooner still
+        when its claim's lease runs out first. Deferrals do not count as deliveries."""
+        deferrals = self.store.count_deferral(message.message_id)
+        if claim.mine:  # our own handler outlived `own_claim_wait`: look again at once
+            visibility = 1
+        else:
+            growing = min(DEFER_INITIAL * 2 ** min(deferrals - 1, 16), DEFER_MAX)
+            visibility = max(1, min(math.ceil(claim.retry_after) + 1, growing))
+        self.stats.incr("deferred")
+        log.info(
+            "handler in progress elsewhere; looking again shortly",
+            handler=route.name,
+            retry_in_s=visibility,
+        )
+        return Outcome(OutcomeStatus.DEFERRED, delete=False, visibility=visibility)
+
+    def _delivered_too_often(self, message: ReceivedMessage) -> str:
+        """Why this delivery is one too many, or "". Deliveries that were deferred because a
+        handler was running elsewhere are not counted: they never ran a handler."""
+        if message.dequeue_count <= self.max_deliveries:
+            return ""  # the common case: no need to ask the store
+        deferrals = self.store.deferrals(message.message_id)
+        if message.dequeue_count - deferrals <= self.max_deliveries:
+            return ""
+        return (
+            f"delivered {message.dequeue_count} times ({deferrals} deferred), more than "
+            f"max_deliveries={self.max_deliveries}"
+        )
 
     def _run(
         self,
@@ -200,7 +247,9 @@ class Processor:
         except PermanentError as exc:
             self.store.release(key)
             return self._dead_letter(message, f"{route.name}: permanent failure: {exc}", log)
-        except Exception as exc:
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            # SystemExit / KeyboardInterrupt from a handler (a library calling sys.exit()) is
+            # its failure, not ours: the worker thread must survive it.
             self.store.release(key)
             self.stats.incr("failed")
             outcome = self._retry(message, f"{route.name}: {type(exc).__name__}: {exc}")

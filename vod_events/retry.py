@@ -1,6 +1,6 @@
 """In-process retry of one handler call, with tenacity.
 
-Transient failures (any exception but `PermanentError`) are retried with exponential backoff
+Transient failures (any exception but those in `NOT_RETRIED`) are retried with exponential backoff
 and jitter, bounded by a number of attempts AND a total time, whichever comes first. The
 waits are interruptible: when the daemon shuts down, a handler sitting in a backoff gives up
 at once and its message goes back to the queue.
@@ -27,6 +27,10 @@ from tenacity import (
 from vod_events.errors import PermanentError
 
 T = TypeVar("T")
+
+# Raised by a handler, these end its tries at once: a PermanentError by definition, and
+# SystemExit / KeyboardInterrupt because a library that calls sys.exit() will do so again.
+NOT_RETRIED: tuple[type[BaseException], ...] = (PermanentError, SystemExit, KeyboardInterrupt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +68,8 @@ class RetryPolicy:
         started = time.monotonic()
         try:
             return func()
-        except PermanentError:
-            raise  # never retried
+        except NOT_RETRIED:
+            raise
         except BaseException as exc:  # as under tenacity: whatever the handler raises
             first_failure = exc
         replayed = False
@@ -104,7 +108,7 @@ class RetryPolicy:
             wait=wait_exponential_jitter(
                 multiplier=self.initial_wait, max=self.max_wait, jitter=self.initial_wait
             ),
-            retry=retry_if_not_exception_type(PermanentError),
+            retry=retry_if_not_exception_type(NOT_RETRIED),
             sleep=sleep,
             before_sleep=before_sleep,
             reraise=True,
