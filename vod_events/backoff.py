@@ -38,7 +38,7 @@ class RedeliveryBackoff:
     """Visibility timeout for a message whose in-process retries are exhausted.
 
     Computed from the message's DequeueCount, which the queue keeps across crashes and
-    restarts: a crash loop cannot reset it (consumer lesson 6). MNS accepts 1..43200 s.
+    restarts: a crash loop cannot reset it (docs/design.md rule 6). MNS accepts 1..43200 s.
     """
 
     initial: int = 10

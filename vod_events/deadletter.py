@@ -1,7 +1,7 @@
 """Dead letters: messages that can never succeed, kept with their body and their reason.
 
 A dead letter is written durably BEFORE the source message is deleted; if the write fails,
-the message stays in the queue and comes back (consumer lessons 7 and 8: never lose the body,
+the message stays in the queue and comes back (docs/design.md rules 7 and 8: never lose the body,
 never loop forever on a poison message).
 
 Targets (`[dead_letter]` in the config):

@@ -4,7 +4,7 @@
 to the queue for a while — and never raises. It knows nothing of threads, receipt handles or
 HTTP, so the MNS consumer and the HTTP callback server share it.
 
-The rules (consumer lessons 5 to 9):
+The rules (docs/design.md rules 5 to 9):
 - delete only after every matching handler succeeded (or had succeeded on an earlier
   delivery, per the idempotency store);
 - a body that can never decode, a handler's PermanentError, or a DequeueCount beyond
