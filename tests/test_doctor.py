@@ -3,8 +3,10 @@ warning and error, the fixes it suggests, its exit code, and no secret in what i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -340,13 +342,13 @@ def test_existing_sqlite_store_is_opened(
 ) -> None:
     from vod_events.dedupe import SQLiteStore
 
-    SQLiteStore(tmp_path / "state" / "dedupe.sqlite3").close()
+    path = tmp_path / "state" / "dedupe.sqlite3"
+    SQLiteStore(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as db:  # however many the store keeps
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
     _, found, _ = doctor(capsys, tmp_path, config_text(server.endpoint, tmp_path))
-    assert found["dedupe"] == (
-        "ok",
-        f"SQLite {tmp_path / 'state' / 'dedupe.sqlite3'} opens (1 table(s))",
-        "",
-    )
+    assert tables >= 1
+    assert found["dedupe"] == ("ok", f"SQLite {path} opens ({tables} table(s))", "")
 
 
 def test_state_directory_that_cannot_be_created(
