@@ -5,7 +5,10 @@ typed results, service errors as one line, and input validation before any reque
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +30,8 @@ from vod_events.results import DnaMatch, DnaSegment, MediaDnaResult, VideoTag, V
 
 KEY_ID = "LTAI-test-key-id"
 KEY_SECRET = "test-secret-do-not-print"
+# The library takes a value; the commands resolve one (vod_events.config.credentials).
+CREDENTIALS = Credentials(KEY_ID, KEY_SECRET)
 
 
 @dataclass
@@ -171,6 +176,7 @@ def test_submit_sends_the_parameters_over_the_wire(vod: FakeVod, env_credentials
         config=config,
         user_data=user_data,
         endpoint=vod.endpoint,
+        credentials=CREDENTIALS,
     )
 
     assert [(j.job_id, j.type, j.media_id) for j in jobs] == [
@@ -222,13 +228,51 @@ def test_command_line_credentials_override_the_environment(
     assert "Credential=flag-key-id," in vod.calls[0].authorization
 
 
-def test_default_credential_chain_reads_the_environment(
-    vod: FakeVod, env_credentials: None, capsys: pytest.CaptureFixture[str]
-) -> None:
+def chain_command(vod: FakeVod, arguments: list[str], **environ: str) -> str:
+    """Run `vod-events` with the default chain in a new process, whose environment is all
+    the chain sees: alibabacloud-credentials reads its variables once, when imported.
+    Returns the Credential= of the one request made."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_")}
+    env.update(
+        ALIBABA_CLOUD_CREDENTIALS_FILE=os.devnull,  # no profile of the host's user
+        ALIBABA_CLOUD_CLI_PROFILE_DISABLED="true",
+        ALIBABA_CLOUD_ECS_METADATA_DISABLED="true",
+        **environ,
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "vod_events", *arguments, "--endpoint", vod.endpoint],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    [call] = vod.calls
+    return call.authorization.partition("Credential=")[2].partition(",")[0]
+
+
+def test_default_credential_chain_reads_the_environment(vod: FakeVod) -> None:
     vod.routes["ListAIJob"] = listed
-    code = cli.main(["ai-jobs", "tag-1", "--credentials", "default", "--endpoint", vod.endpoint])
-    assert code == 0
-    assert f"Credential={KEY_ID}," in vod.calls[0].authorization
+    used = chain_command(
+        vod,
+        ["ai-jobs", "tag-1", "--credentials", "default"],
+        ALIBABA_CLOUD_ACCESS_KEY_ID=KEY_ID,
+        ALIBABA_CLOUD_ACCESS_KEY_SECRET=KEY_SECRET,
+    )
+    assert used == KEY_ID
+
+
+def test_default_credential_chain_ignores_the_access_key_flags(vod: FakeVod) -> None:
+    vod.routes["ListAIJob"] = listed
+    arguments = ["ai-jobs", "tag-1", "--credentials", "default", "--access-key-id", "flag-id"]
+    used = chain_command(
+        vod,
+        [*arguments, "--access-key-secret", "flag-secret"],
+        ALIBABA_CLOUD_ACCESS_KEY_ID=KEY_ID,
+        ALIBABA_CLOUD_ACCESS_KEY_SECRET=KEY_SECRET,
+    )
+    assert used == KEY_ID  # the chain, when chosen, replaces every static source
 
 
 def test_service_error_is_one_line_with_code_and_request_id(
@@ -262,7 +306,7 @@ def test_service_error_carries_its_details_in_the_api(vod: FakeVod, env_credenti
         {"Code": "InvalidParameter", "Message": "JobIds is invalid", "RequestId": "req-9"},
     )
     with pytest.raises(VodApiError) as caught:
-        list_ai_jobs(["x"], endpoint=vod.endpoint)
+        list_ai_jobs(["x"], endpoint=vod.endpoint, credentials=CREDENTIALS)
     error = caught.value
     assert (error.action, error.code, error.request_id, error.status_code) == (
         "ListAIJob",
@@ -333,7 +377,11 @@ def test_extend_of_exactly_512_bytes_is_accepted(vod: FakeVod, env_credentials: 
     vod.routes["SubmitAIJob"] = submitted
     extend = "é" * 256  # 512 bytes of UTF-8, sent as a string
     submit_ai_job(
-        "m", ["AIVideoTag"], user_data=json.dumps({"Extend": extend}), endpoint=vod.endpoint
+        "m",
+        ["AIVideoTag"],
+        user_data=json.dumps({"Extend": extend}),
+        endpoint=vod.endpoint,
+        credentials=CREDENTIALS,
     )
     assert json.loads(vod.calls[0].params["UserData"]) == {"Extend": extend}
 
@@ -345,7 +393,10 @@ def test_missing_credentials_exit_2_before_any_request(
     monkeypatch.delenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", raising=False)
     code = cli.main(["ai-jobs", "tag-1", "--endpoint", vod.endpoint])
     assert code == 2
-    assert "no credentials" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("vod-events ai-jobs: no credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID")
+    assert "--access-key-id" in err
+    assert "--credentials default" in err
     assert vod.calls == []
 
 
@@ -362,7 +413,7 @@ def test_list_splits_into_calls_of_at_most_ten_ids(vod: FakeVod, env_credentials
     vod.routes["ListAIJob"] = listed
     ids = [f"tag-{i}" for i in range(23)]
 
-    jobs = list_ai_jobs(ids, endpoint=vod.endpoint)
+    jobs = list_ai_jobs(ids, endpoint=vod.endpoint, credentials=CREDENTIALS)
 
     assert vod.actions() == ["ListAIJob"] * 3
     assert [c.params["JobIds"].split(",") for c in vod.calls] == [ids[:10], ids[10:20], ids[20:]]
@@ -376,7 +427,9 @@ def test_list_decodes_results_into_the_event_result_types(
     vod.routes["ListAIJob"] = listed
 
     tag, dna, running, unknown = list_ai_jobs(
-        ["tag-1", "dna-1", "run-1", "gone-1", "tag-1"], endpoint=vod.endpoint
+        ["tag-1", "dna-1", "run-1", "gone-1", "tag-1"],
+        endpoint=vod.endpoint,
+        credentials=CREDENTIALS,
     )
 
     assert vod.calls[0].params == {"JobIds": "tag-1,dna-1,run-1,gone-1"}  # duplicates dropped
@@ -411,7 +464,7 @@ def test_unreadable_result_keeps_the_data_and_says_why(vod: FakeVod, env_credent
         {"AIJobList": {"AIJob": [{"JobId": "j", "Type": "AIMediaDNA", "Status": "success",
                                   "Data": '{"VideoDNA": "not a list"}'}]}},
     )  # fmt: skip
-    [job] = list_ai_jobs(["j"], endpoint=vod.endpoint)
+    [job] = list_ai_jobs(["j"], endpoint=vod.endpoint, credentials=CREDENTIALS)
     assert job.result is None
     assert job.result_error == "VideoDNA is a string, not a list"
     assert job.data == '{"VideoDNA": "not a list"}'

@@ -30,8 +30,13 @@ from vod_events.config import (
 )
 from vod_events.config.example import example_toml
 from vod_events.config.secrets import with_credentials
+from vod_events.consumer import ConsumerSettings
+from vod_events.deadletter import DirectorySink
+from vod_events.dedupe import SQLiteStore
 from vod_events.errors import ConfigError
 from vod_events.mns_server import LocalMNSServer
+from vod_events.service.assemble import build_dead_letters, build_store, consumer_settings
+from vod_events.transports.memory import MemoryBroker, MemoryTransport
 from vod_events.transports.mns import MNSTransport
 
 REPO = Path(__file__).parent.parent
@@ -332,6 +337,84 @@ def test_secrets_lists_each_secret_value() -> None:
             "hmac-PLANTED",
         ]
     )
+
+
+# ------------------------------------------------------------------ derived values
+
+
+def test_derived_paths_live_in_the_state_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", f"{tmp_path / 'systemd'}:{tmp_path / 'other'}")
+    config = load_minimal()
+    assert config.state_dir == tmp_path / "systemd"  # the first of systemd's directories
+    assert config.dedupe_path == tmp_path / "systemd" / "dedupe.sqlite3"
+    assert config.dead_letter_dir == tmp_path / "systemd" / "dead-letters"
+    monkeypatch.delenv("STATE_DIRECTORY")
+    state = from_dict(
+        {**tomllib.loads(MINIMAL), "state": {"dir": str(tmp_path / "s")}}, "<test>", {}
+    )
+    assert (state.dedupe_path, state.dead_letter_dir) == (
+        tmp_path / "s" / "dedupe.sqlite3",
+        tmp_path / "s" / "dead-letters",
+    )
+
+
+def test_explicit_paths_win_over_the_state_directory(tmp_path: Path) -> None:
+    data = {
+        **tomllib.loads(MINIMAL),
+        "state": {"dir": str(tmp_path / "s")},
+        "dedupe": {"path": str(tmp_path / "d.db")},
+        "dead_letter": {"dir": str(tmp_path / "dl")},
+    }
+    config = from_dict(data, "<test>", {})
+    assert (config.dedupe_path, config.dead_letter_dir) == (tmp_path / "d.db", tmp_path / "dl")
+
+
+def test_the_daemon_uses_the_derived_paths(tmp_path: Path) -> None:
+    config = from_dict(
+        {**tomllib.loads(MINIMAL), "state": {"dir": str(tmp_path / "s")}}, "<test>", {}
+    )
+    store = build_store(config)
+    try:
+        assert isinstance(store, SQLiteStore)
+        assert store.path == config.dedupe_path
+    finally:
+        store.close()
+    broker = MemoryBroker()
+    sink = build_dead_letters(config, lambda queue: MemoryTransport(broker, queue))
+    assert isinstance(sink, DirectorySink)
+    assert sink.directory == config.dead_letter_dir
+
+
+def test_consumer_settings_take_every_consumer_key_of_the_same_name() -> None:
+    consumer = {
+        "pollers": 3,
+        "workers": 5,
+        "prefetch": 7,
+        "wait_seconds": 9,
+        "shutdown_timeout": 11.5,
+        "deleters": 4,
+        "visibility_timeout": 45,
+        "max_deliveries": 6,  # not a consumer setting: the processor's
+    }
+    config = from_dict({**tomllib.loads(MINIMAL), "consumer": consumer}, "<test>", {})
+    settings = consumer_settings(config)
+    shared = {f.name for f in dataclasses.fields(ConsumerSettings)} & set(consumer)
+    assert shared == set(consumer) - {"max_deliveries"}
+    assert {name: getattr(settings, name) for name in shared} == {
+        name: consumer[name] for name in shared
+    }
+    # The fields that are not config keys keep their defaults.
+    assert settings.delete_flush_seconds == ConsumerSettings().delete_flush_seconds
+    assert settings.release_visibility == ConsumerSettings().release_visibility
+
+
+def test_consumer_settings_defaults_are_the_config_defaults() -> None:
+    # 0 in the config ("the queue's") is None in the settings.
+    assert consumer_settings(load_minimal()) == ConsumerSettings()
+    assert ConsumerSection().visibility_timeout == 0
+    assert ConsumerSettings().visibility_timeout is None
 
 
 # ------------------------------------------------------------------ config.example.toml

@@ -5,12 +5,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from alibabacloud_credentials.client import Client as CredentialClient
+from alibabacloud_credentials.models import Config as CredentialConfig
+from alibabacloud_credentials.provider.profile import ProfileCredentialsProvider
 from mns.mns_xml_handler import BatchRecvMessageDecoder
 
 from vod_events.mns_server import LocalMNSServer
-from vod_events.transports.mns import MNSTransport, _plain_messages, _received
+from vod_events.transports import FatalTransportError, TransportError
+from vod_events.transports.mns import (
+    BATCH_SIZE,
+    MNSTransport,
+    Unreachable,
+    _plain_messages,
+    _received,
+)
 
 TRICKY = [
     '{"EventType": "FileUploadComplete", "VideoId": "a&b<c>d\'e\\"f"}',
@@ -23,9 +34,14 @@ TRICKY = [
 
 
 @pytest.fixture
-def transport() -> Iterator[MNSTransport]:
-    with LocalMNSServer(queues=("q",), access_key_id="k", access_key_secret="s") as server:
-        yield MNSTransport(server.endpoint, "q", access_key_id="k", access_key_secret="s")
+def server() -> Iterator[LocalMNSServer]:
+    with LocalMNSServer(queues=("q",), access_key_id="k", access_key_secret="s") as srv:
+        yield srv
+
+
+@pytest.fixture
+def transport(server: LocalMNSServer) -> MNSTransport:
+    return MNSTransport(server.endpoint, "q", access_key_id="k", access_key_secret="s")
 
 
 def test_tricky_bodies_round_trip_exactly(transport: MNSTransport) -> None:
@@ -84,3 +100,77 @@ def test_fast_reader_agrees_with_the_sdk_decoder() -> None:
 )
 def test_anything_unusual_is_left_to_the_sdk(variant: str) -> None:
     assert _plain_messages(REPLY.format(messages=variant)) is None
+
+
+# ---------------------------------------------------------------- batch send, errors, chain
+
+
+def test_send_batch_returns_the_ids_in_order(transport: MNSTransport) -> None:
+    bodies = [f"message {i}" for i in range(BATCH_SIZE)]
+    ids = transport.send_batch(bodies)
+    assert len(set(ids)) == BATCH_SIZE
+    received: dict[str, str] = {}
+    while len(received) < BATCH_SIZE:
+        batch = transport.receive(16, 1)
+        assert batch, "messages missing"
+        received.update({m.message_id: m.body for m in batch})
+    assert [received[i] for i in ids] == bodies  # each id is its body's, as sent
+
+
+@pytest.mark.parametrize("count", [0, BATCH_SIZE + 1])
+def test_send_batch_sizes_outside_1_to_16_are_refused_before_sending(
+    transport: MNSTransport, count: int
+) -> None:
+    with pytest.raises(ValueError, match=r"a batch holds 1\.\.16 messages"):
+        transport.send_batch(["x"] * count)
+    assert transport.receive(16, 0) == []
+
+
+def test_send_batch_refusals_are_translated_once(server: LocalMNSServer) -> None:
+    missing = MNSTransport(server.endpoint, "nope", access_key_id="k", access_key_secret="s")
+    with pytest.raises(FatalTransportError) as gone:
+        missing.send_batch(["x"])
+    assert gone.value.code == "QueueNotExist"
+    assert str(gone.value).startswith("QueueNotExist: ")
+    assert "(request id " in str(gone.value)
+    wrong = MNSTransport(server.endpoint, "q", access_key_id="k", access_key_secret="bad-s3cret")
+    with pytest.raises(FatalTransportError) as refused:
+        wrong.send_batch(["x"])
+    assert refused.value.code == "SignatureDoesNotMatch"
+    assert "bad-s3cret" not in str(refused.value)
+
+
+def test_no_reply_is_unreachable_and_still_a_transport_error() -> None:
+    with LocalMNSServer(queues=("q",)) as stopped:
+        endpoint = stopped.endpoint
+    transport = MNSTransport(endpoint, "q", access_key_id="k", access_key_secret="s")
+    with pytest.raises(Unreachable) as caught:
+        transport.send_batch(["x"])
+    assert isinstance(caught.value, TransportError)
+    assert not isinstance(caught.value, FatalTransportError)  # worth retrying
+    assert caught.value.code == "NetWorkException"
+    assert str(caught.value).startswith("network error: ")
+
+
+def test_a_credential_client_signs_every_request(server: LocalMNSServer) -> None:
+    client = CredentialClient(
+        CredentialConfig(type="access_key", access_key_id="k", access_key_secret="s")
+    )
+    transport = MNSTransport(server.endpoint, "q", credential_client=client)
+    message_id = transport.send("signed by the client")
+    assert [m.message_id for m in transport.receive(16, 1)] == [message_id]
+
+
+def test_a_credential_client_that_finds_nothing_is_fatal(
+    server: LocalMNSServer, tmp_path: Path
+) -> None:
+    # alibabacloud-credentials reads its variables once, at import: a profile file that does
+    # not exist fails the same way in any test order.
+    missing = ProfileCredentialsProvider(profile_file=str(tmp_path / "none.ini"))
+    transport = MNSTransport(
+        server.endpoint, "q", credential_client=CredentialClient(provider=missing)
+    )
+    with pytest.raises(FatalTransportError) as caught:
+        transport.send("never sent")
+    assert caught.value.code == "CredentialsUnavailable"
+    assert "default credential chain" in str(caught.value)

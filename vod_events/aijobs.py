@@ -10,19 +10,19 @@ on demand, decoded into the same typed results as the events (``vod_events.resul
 
 Every input is checked before any request is sent (``AIJobInputError``); a refusal by the
 service or an unreachable endpoint raises ``VodApiError`` with the service's error code and
-request id. Credentials are those of the daemon: an AccessKey (argument or the
-``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``_SECRET`` / ``ALIBABA_CLOUD_SECURITY_TOKEN`` variables),
-or the Alibaba Cloud default credential chain.
+request id. Credentials are a ``Credentials`` value: an AccessKey, or the Alibaba Cloud default
+credential chain (the default when none is given; it reads the ``ALIBABA_CLOUD_ACCESS_KEY_ID``
+/ ``_SECRET`` / ``ALIBABA_CLOUD_SECURITY_TOKEN`` variables first). Where the commands find
+them (flags, environment) is decided by ``vod_events.config.credentials``, as for the daemon.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from vod_events.errors import VodEventsError
@@ -93,25 +93,35 @@ class VodApiError(VodEventsError):
         return f"{self.action} failed: " + (f"{head}: {self.message}" if head else self.message)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Credentials:
-    """An AccessKey, or ``default_chain`` for the Alibaba Cloud default credential chain
-    (environment, RAM role, OIDC, profile) with refresh."""
+    """Who calls Alibaba Cloud: an AccessKey (``security_token`` for a temporary STS one), or
+    ``default_chain`` for the Alibaba Cloud default credential chain (environment, RAM role,
+    OIDC, profile) with refresh, in which case the AccessKey fields are not used.
+
+    A plain value: which flags, config keys and variables fill it is decided in one place,
+    ``vod_events.config.credentials.resolve``. Its repr says which parts are set, never a
+    value (the id included: the config treats it as a secret too).
+    """
 
     access_key_id: str = ""
-    access_key_secret: str = field(default="", repr=False)  # never printed by accident
-    security_token: str = field(default="", repr=False)
+    access_key_secret: str = ""
+    security_token: str = ""
     default_chain: bool = False
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Credentials:
-        """The AccessKey from the ``ALIBABA_CLOUD_*`` variables, as the daemon reads them."""
-        env = os.environ if environ is None else environ
-        return cls(
-            access_key_id=env.get("ALIBABA_CLOUD_ACCESS_KEY_ID", ""),
-            access_key_secret=env.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ""),
-            security_token=env.get("ALIBABA_CLOUD_SECURITY_TOKEN", ""),
+    @property
+    def has_access_key(self) -> bool:
+        """Both the id and the secret are set (the token is optional)."""
+        return bool(self.access_key_id and self.access_key_secret)
+
+    def __repr__(self) -> str:
+        if self.default_chain:
+            return "Credentials(default_chain=True)"
+        shown = ", ".join(
+            f"{name}={'<set>' if getattr(self, name) else '<unset>'}"
+            for name in ("access_key_id", "access_key_secret", "security_token")
         )
+        return f"Credentials({shown})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +228,7 @@ def submit_ai_job(
     config / user_data: JSON objects as text, sent as given (``{"AIVideoTag":
         {"AnalyseTypes": "ASR,OCR"}}``; ``{"Extend": {...}}``, which comes back in the events).
     endpoint: ``host[:port]``, optionally with ``http://``; default: the region's endpoint.
-    credentials: default ``Credentials.from_env()``.
+    credentials: default ``Credentials(default_chain=True)``.
     """
     media_id = media_id.strip()
     if not media_id:
@@ -307,11 +317,10 @@ def _chunks(items: Sequence[_T], size: int) -> Iterable[Sequence[_T]]:
 
 def _client(region: str, endpoint: str | None, credentials: Credentials | None) -> Any:
     """The SDK client. Its packages load only here, so the daemon does not pay for them."""
-    creds = credentials if credentials is not None else Credentials.from_env()
-    if not creds.default_chain and not (creds.access_key_id and creds.access_key_secret):
+    creds = credentials if credentials is not None else Credentials(default_chain=True)
+    if not creds.default_chain and not creds.has_access_key:
         raise AIJobInputError(
-            "no credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and "
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET (or use the default credential chain)"
+            "no credentials: an AccessKey id and secret, or the default credential chain"
         )
     protocol, host = "https", endpoint
     if endpoint is not None:

@@ -67,17 +67,15 @@ EXIT_CRASH = 70  # one of our own threads died (EX_SOFTWARE)
 
 @dataclass(frozen=True, slots=True)
 class ConsumerSettings:
-    """How the consumer runs. The `[consumer]` config section maps onto this.
+    """How the consumer runs.
 
-    pollers: threads long-polling the queue.
-    workers: threads running handlers; the number of messages handled at once.
-    prefetch: messages received ahead of free workers, to keep them busy between polls.
-    wait_seconds: long-poll duration of each receive (0..30).
-    shutdown_timeout: seconds running handlers get to finish after SIGTERM.
-    deleters: threads sending BatchDeleteMessage calls.
+    A field named like a key of the `[consumer]` config section is that key: it means what
+    the key's doc in `vod_events.config.schema.ConsumerSection` says and has its default,
+    except that "the queue's visibility timeout" is None here where the config says 0.
+    The fields that are not config keys:
+
     delete_flush_seconds: longest a successful message waits for its batch to fill.
     release_visibility: seconds before a received-but-unstarted message returns at shutdown.
-    visibility_timeout: seconds each heartbeat extension buys; None uses the queue's.
     """
 
     pollers: int = 2

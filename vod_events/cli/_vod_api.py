@@ -9,11 +9,17 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from vod_events.aijobs import (
-    DEFAULT_REGION,
-    AIJobInputError,
+from vod_events.aijobs import DEFAULT_REGION, AIJobInputError, VodApiError
+from vod_events.config.credentials import (
+    DEFAULT_CHAIN,
+    ENV_ACCESS_KEY_ID,
+    ENV_ACCESS_KEY_SECRET,
+    ENV_SECURITY_TOKEN,
+    MODES,
+    STATIC,
     Credentials,
-    VodApiError,
+    how_to_supply,
+    resolve,
 )
 
 EXIT_SERVICE = 1
@@ -28,22 +34,25 @@ def add_api_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--credentials",
-        choices=("static", "default"),
-        default="static",
-        help="static: the AccessKey from the flags below or ALIBABA_CLOUD_ACCESS_KEY_ID / "
-        "_SECRET / ALIBABA_CLOUD_SECURITY_TOKEN; default: the Alibaba Cloud credential chain",
+        choices=MODES,
+        default=STATIC,
+        help=f"{STATIC}: the AccessKey from the flags below or {ENV_ACCESS_KEY_ID} / _SECRET / "
+        f"{ENV_SECURITY_TOKEN}; {DEFAULT_CHAIN}: the Alibaba Cloud credential chain",
     )
-    parser.add_argument("--access-key-id", help="else ALIBABA_CLOUD_ACCESS_KEY_ID")
+    parser.add_argument("--access-key-id", help=f"else {ENV_ACCESS_KEY_ID}")
     parser.add_argument(
         "--access-key-secret",
-        help="else ALIBABA_CLOUD_ACCESS_KEY_SECRET (prefer the variable: flags are visible "
+        help=f"else {ENV_ACCESS_KEY_SECRET} (prefer the variable: flags are visible "
         "to other users in the process list)",
     )
-    parser.add_argument("--security-token", help="else ALIBABA_CLOUD_SECURITY_TOKEN")
+    parser.add_argument("--security-token", help=f"else {ENV_SECURITY_TOKEN}")
 
 
 def location(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments naming where VOD is and who we are."""
+    """The keyword arguments naming where VOD is and who we are.
+
+    Raises AIJobInputError (exit 2, nothing sent) when no AccessKey is found.
+    """
     return {"region": args.region, "endpoint": args.endpoint, "credentials": _credentials(args)}
 
 
@@ -62,11 +71,11 @@ def call_and_print(command: str, call: Callable[[], Sequence[Any]]) -> int:
 
 
 def _credentials(args: argparse.Namespace) -> Credentials:
-    if args.credentials == "default":
-        return Credentials(default_chain=True)
-    env = Credentials.from_env()
-    return Credentials(
-        access_key_id=args.access_key_id or env.access_key_id,
-        access_key_secret=args.access_key_secret or env.access_key_secret,
-        security_token=args.security_token or env.security_token,
+    flags = Credentials(
+        args.access_key_id or "", args.access_key_secret or "", args.security_token or ""
     )
+    credentials = resolve(args.credentials, flags=flags)
+    if not credentials.default_chain and not credentials.has_access_key:
+        chain = f"--credentials {DEFAULT_CHAIN}"
+        raise AIJobInputError(f"no credentials: {how_to_supply(flags=True, chain=chain)}")
+    return credentials

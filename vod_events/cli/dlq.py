@@ -50,7 +50,7 @@ class _Target:
         self.queue: Transport | None = (
             connect(config.dead_letter.queue) if config.dead_letter.queue else None
         )
-        self.directory = DirectorySink(config.dead_letter.dir or config.state_dir / "dead-letters")
+        self.directory = DirectorySink(config.dead_letter_dir)
 
     def letters(self) -> list[_Held]:
         """Every dead letter. From a queue they are received (hidden) until handed back."""

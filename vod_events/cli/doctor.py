@@ -26,10 +26,11 @@ from pathlib import Path
 
 from vod_events.cli import config_error
 from vod_events.config import SECRET_MASK, Config, HandlerSection, load, secret_values
+from vod_events.config.credentials import DEFAULT_CHAIN, default_chain, how_to_supply
 from vod_events.config.secrets import exposure_warning
 from vod_events.errors import ConfigError
 from vod_events.router import import_handler
-from vod_events.service.assemble import credentials_provider, transport_factory
+from vod_events.service.assemble import transport_factory
 from vod_events.transports import (
     FatalTransportError,
     QueueInfo,
@@ -161,10 +162,10 @@ class Doctor:
             yield warning("config file", exposed, "")  # the text says how to fix it
 
     def credentials(self) -> list[Finding]:
-        mns = self.config.mns
-        if mns.credentials == "default":
+        credentials = self.config.credentials
+        if credentials.default_chain:
             try:
-                credentials_provider(self.config).get_credentials()
+                default_chain(self.config.path).get_credential()
             except ConfigError as exc:
                 return [error("credentials", str(exc), "pip install alibabacloud-credentials")]
             except Exception as exc:
@@ -177,13 +178,13 @@ class Doctor:
                     )
                 ]
             return [ok("credentials", "found by the default credential chain")]
-        if not (mns.access_key_id and mns.access_key_secret):
+        if not credentials.has_access_key:
+            chain = f"[mns] credentials = '{DEFAULT_CHAIN}'"
             return [
                 error(
                     "credentials",
                     "no AccessKey configured",
-                    "set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (or "
-                    "[mns] access_key_id / access_key_secret), or credentials = 'default'",
+                    how_to_supply(config=True, chain=chain),
                 )
             ]
         return []  # whether the service accepts them is known after connecting
@@ -328,8 +329,7 @@ class Doctor:
     def dedupe_store(self) -> Finding:
         d = self.config.dedupe
         if d.backend == "sqlite":
-            path = Path(d.path) if d.path else self.config.state_dir / "dedupe.sqlite3"
-            return _sqlite(path)
+            return _sqlite(self.config.dedupe_path)
         if d.backend == "redis":
             return _redis(d.url)
         return warning(
@@ -359,8 +359,9 @@ class Doctor:
                     "create the dead-letter queue, or fix [dead_letter] queue",
                 )
             return ok("dead letters", f"queue {target.queue!r} exists")
-        directory = Path(target.dir) if target.dir else self.config.state_dir / "dead-letters"
-        return _creatable("dead letters", directory, "[dead_letter] dir or [state] dir")
+        return _creatable(
+            "dead letters", self.config.dead_letter_dir, "[dead_letter] dir or [state] dir"
+        )
 
 
 # ---------------------------------------------------------------- helpers

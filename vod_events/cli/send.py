@@ -1,29 +1,34 @@
 """`vod-events send`: send each file's content as one message to an MNS queue.
 
 Works against the local server and the real service alike. Files go in batches of up to 16
-(BatchSendMessage). Bodies are sent exactly as they are in the file (the queue is opened
-with `set_encoding(False)`); `--base64` sends the Base64 of the file's bytes instead, which
-is also how to send a file that is not UTF-8 text. One line per file is printed:
-`PATH<TAB>MESSAGE_ID`.
+(BatchSendMessage, through `MNSTransport.send_batch`). Bodies are sent exactly as they are
+in the file; `--base64` sends the Base64 of the file's bytes instead, which is also how to
+send a file that is not UTF-8 text. One line per file is printed: `PATH<TAB>MESSAGE_ID`.
 
-Credentials come from `--access-key-id`/`--access-key-secret` or, failing that, from
-ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET. The secret is never printed.
+Credentials: `--access-key-id` / `--access-key-secret`, else ALIBABA_CLOUD_ACCESS_KEY_ID /
+_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN), resolved by `vod_events.config.credentials`.
+The secret is never printed.
+
+Exit codes: 0 every file sent; 1 otherwise, after printing the files that were sent.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
+from vod_events.config.credentials import (
+    ENV_ACCESS_KEY_ID,
+    ENV_ACCESS_KEY_SECRET,
+    Credentials,
+    how_to_supply,
+    resolve,
+)
+from vod_events.transports import TransportError
 
 PROG = "vod-events send"
-BATCH_SIZE = 16
-ENV_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
-ENV_KEY_SECRET = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"  # noqa: S105 - a variable name, not a secret
 
 
 class SendError(Exception):
@@ -41,9 +46,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base64", action="store_true", help="send the Base64 of each file's bytes"
     )
-    parser.add_argument("--access-key-id", help=f"AccessKey id (default: ${ENV_KEY_ID})")
+    parser.add_argument("--access-key-id", help=f"AccessKey id (default: ${ENV_ACCESS_KEY_ID})")
     parser.add_argument(
-        "--access-key-secret", help=f"AccessKey secret (default: ${ENV_KEY_SECRET})"
+        "--access-key-secret", help=f"AccessKey secret (default: ${ENV_ACCESS_KEY_SECRET})"
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="one message per file")
 
@@ -51,33 +56,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Send the files; 0 if all were sent, 1 otherwise (after printing what was sent)."""
     try:
-        key_id, key_secret = _credentials(args)
+        credentials = _credentials(args)
         if not args.endpoint.startswith(("http://", "https://")):
             raise SendError(f"endpoint must start with http:// or https://, got {args.endpoint!r}")
         bodies = [(path, _body(Path(path), args.base64)) for path in args.files]
-        queue = _open_queue(args.endpoint, args.queue, key_id, key_secret)
-        for start in range(0, len(bodies), BATCH_SIZE):
-            batch = bodies[start : start + BATCH_SIZE]
-            for (path, _), message_id in zip(
-                batch, _send_batch(queue, [body for _, body in batch]), strict=True
-            ):
-                print(f"{path}\t{message_id}", flush=True)
+        _send(args.endpoint, args.queue, credentials, bodies)
     except SendError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 1
     return 0
 
 
-def _credentials(args: argparse.Namespace) -> tuple[str, str]:
-    key_id = args.access_key_id or os.environ.get(ENV_KEY_ID, "")
-    key_secret = args.access_key_secret or os.environ.get(ENV_KEY_SECRET, "")
-    if not key_id or not key_secret:
+def _credentials(args: argparse.Namespace) -> Credentials:
+    credentials = resolve(flags=Credentials(args.access_key_id or "", args.access_key_secret or ""))
+    if not credentials.has_access_key:
         raise SendError(
-            "no credentials: pass --access-key-id and --access-key-secret, or set "
-            f"{ENV_KEY_ID} and {ENV_KEY_SECRET} (any non-empty pair works with a local "
-            "server started without keys)"
+            f"no credentials: {how_to_supply(flags=True)} (any non-empty pair works with a "
+            "local server started without keys)"
         )
-    return key_id, key_secret
+    return credentials
 
 
 def _body(path: Path, as_base64: bool) -> str:
@@ -95,25 +92,29 @@ def _body(path: Path, as_base64: bool) -> str:
         raise SendError(f"{path} is not UTF-8 text; send it with --base64") from None
 
 
-def _open_queue(endpoint: str, queue_name: str, key_id: str, key_secret: str) -> Any:
-    from mns.account import Account
+def _send(
+    endpoint: str, queue: str, credentials: Credentials, bodies: list[tuple[str, str]]
+) -> None:
+    """Send in batches, printing each file's message id as soon as its batch is sent."""
+    from vod_events.transports.mns import BATCH_SIZE, MNSTransport, Unreachable
 
-    queue = Account(endpoint.rstrip("/"), key_id, key_secret).get_queue(queue_name)
-    queue.set_encoding(False)  # bodies go as they are; --base64 encoded them already
-    return queue
-
-
-def _send_batch(queue: Any, bodies: Sequence[str]) -> list[str]:
-    from mns.mns_exception import MNSClientException, MNSServerException
-    from mns.queue import Message
-
+    transport = MNSTransport(
+        endpoint.rstrip("/"),
+        queue,
+        access_key_id=credentials.access_key_id,
+        access_key_secret=credentials.access_key_secret,
+        security_token=credentials.security_token,
+    )
     try:
-        sent = queue.batch_send_message([Message(body) for body in bodies])
-    except MNSServerException as error:
-        raise SendError(
-            f"the service refused the batch: {error.type}: {error.message} "
-            f"(request id {error.request_id})"
-        ) from None
-    except MNSClientException as error:
-        raise SendError(f"cannot talk to the endpoint: {error.type}: {error.message}") from None
-    return [str(message.message_id) for message in sent]
+        for start in range(0, len(bodies), BATCH_SIZE):
+            batch = bodies[start : start + BATCH_SIZE]
+            try:
+                ids = transport.send_batch([body for _, body in batch])
+            except Unreachable as error:
+                raise SendError(f"cannot talk to the endpoint: {error.code} ({error})") from None
+            except TransportError as error:
+                raise SendError(f"the service refused the batch: {error}") from None
+            for (path, _), message_id in zip(batch, ids, strict=True):
+                print(f"{path}\t{message_id}", flush=True)
+    finally:
+        transport.close()

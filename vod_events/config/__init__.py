@@ -1,5 +1,6 @@
-"""Configuration: the schema (`schema`), where secrets come from (`secrets`), the example file
-(`example`) and its TOML writer (`toml_writer`). `load` is the one entry point."""
+"""Configuration: the schema (`schema`), where secrets come from (`secrets`), which
+credentials call Alibaba Cloud (`credentials`), the example file (`example`) and its TOML
+writer (`toml_writer`). `load` is the one entry point."""
 
 from __future__ import annotations
 

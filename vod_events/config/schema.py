@@ -5,10 +5,10 @@ Precedence, highest first:
    for the i-th `[[handlers]]` table, from 0: `VOD_EVENTS_HANDLERS_<i>_<KEY>`);
 2. the TOML file given with `--config`;
 3. for the AccessKey only: `ALIBABA_CLOUD_ACCESS_KEY_ID`, `ALIBABA_CLOUD_ACCESS_KEY_SECRET`,
-   `ALIBABA_CLOUD_SECURITY_TOKEN`;
+   `ALIBABA_CLOUD_SECURITY_TOKEN` (resolved by `credentials.resolve`, as for every command);
 4. the defaults below (also documented in config.example.toml).
 Any of these variables may also be a systemd credential of the same name (see
-`systemd_credentials`); the environment wins over a credential.
+`secrets.with_credentials`); the environment wins over a credential.
 
 Every key is declared once, in the section dataclasses below, with its type, allowed range
 and meaning. Validation happens before anything starts: an unknown key, a wrong type or an
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vod_events.config.credentials import MODES, STATIC, Credentials, resolve
 from vod_events.errors import ConfigError
 
 ENV_PREFIX = "VOD_EVENTS_"
@@ -39,11 +40,14 @@ def key(
     choices: tuple[str, ...] = (),
     secret: bool = False,
 ) -> Any:
-    """Declare a config key: its default, meaning, and what values are allowed."""
+    """Declare a config key: its default, meaning, and what values are allowed.
+
+    A secret key is left out of its section's repr (`masked` shows the config safely).
+    """
     meta = {"doc": doc, "low": low, "high": high, "choices": choices, "secret": secret}
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
+        return field(default_factory=lambda: list(default), metadata=meta, repr=not secret)
+    return field(default=default, metadata=meta, repr=not secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +55,10 @@ class MNSSection:
     endpoint: str = key("", "MNS endpoint, e.g. https://<account-id>.mns.<region>.aliyuncs.com")
     queue: str = key("vod-events", "the queue VOD writes events to")
     credentials: str = key(
-        "static",
+        STATIC,
         "'static': the AccessKey below or the ALIBABA_CLOUD_* variables; "
         "'default': the Alibaba Cloud default credential chain (RAM role, OIDC, profile)",
-        choices=("static", "default"),
+        choices=MODES,
     )
     access_key_id: str = key("", "AccessKey id (else ALIBABA_CLOUD_ACCESS_KEY_ID)", secret=True)
     access_key_secret: str = key(
@@ -198,10 +202,37 @@ class Config:
     handlers: list[HandlerSection] = field(default_factory=list)
     path: str = "<defaults>"
 
+    # Paths and credentials derived from the keys: each rule lives here, once.
+
     @property
     def state_dir(self) -> Path:
+        """`[state] dir`, else the first of systemd's `$STATE_DIRECTORY`, else ./state."""
         return Path(
             self.state.dir or os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "state"
+        )
+
+    @property
+    def dedupe_path(self) -> Path:
+        """The SQLite idempotency store (`[dedupe] backend = "sqlite"`): `[dedupe] path`,
+        else dedupe.sqlite3 in the state directory."""
+        return Path(self.dedupe.path) if self.dedupe.path else self.state_dir / "dedupe.sqlite3"
+
+    @property
+    def dead_letter_dir(self) -> Path:
+        """Where dead letters are written unless `[dead_letter] queue` is set:
+        `[dead_letter] dir`, else dead-letters/ in the state directory."""
+        d = self.dead_letter.dir
+        return Path(d) if d else self.state_dir / "dead-letters"
+
+    @property
+    def credentials(self) -> Credentials:
+        """What MNS is called with: the default chain if `[mns] credentials = "default"`,
+        else the AccessKey, already resolved against the environment when loaded."""
+        mns = self.mns
+        return resolve(
+            mns.credentials,
+            config=Credentials(mns.access_key_id, mns.access_key_secret, mns.security_token),
+            environ={},  # read at load: `from_dict` took the environment it was given
         )
 
 
@@ -240,8 +271,12 @@ def from_dict(data: Mapping[str, Any], where: str, environ: Mapping[str, str]) -
             parse_listen(sections["ops"].listen)
         except ValueError as exc:
             raise ConfigError(str(exc), path=where, key="ops.listen") from None
-    config = Config(**sections, handlers=handlers, path=where)
-    return _with_credentials_from_env(config, environ)
+    if not sections["mns"].endpoint:
+        raise ConfigError(
+            "is required (or VOD_EVENTS_MNS_ENDPOINT)", path=where, key="mns.endpoint"
+        )
+    sections["mns"] = _with_access_key(sections["mns"], environ)
+    return Config(**sections, handlers=handlers, path=where)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -341,20 +376,20 @@ def _check_handler(handler: HandlerSection, label: str, where: str) -> None:
         raise ConfigError("the http handler needs an http(s) 'url'", path=where, key=f"{label}.url")
 
 
-def _with_credentials_from_env(config: Config, environ: Mapping[str, str]) -> Config:
-    mns = config.mns
-    filled = dataclasses.replace(
-        mns,
-        access_key_id=mns.access_key_id or environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID", ""),
-        access_key_secret=mns.access_key_secret
-        or environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ""),
-        security_token=mns.security_token or environ.get("ALIBABA_CLOUD_SECURITY_TOKEN", ""),
+def _with_access_key(mns: MNSSection, environ: Mapping[str, str]) -> MNSSection:
+    """`mns` with its AccessKey resolved: the file (or VOD_EVENTS_MNS_*) over the
+    ALIBABA_CLOUD_* variables. Done in either mode, so that masking knows every secret."""
+    found = resolve(
+        STATIC,
+        config=Credentials(mns.access_key_id, mns.access_key_secret, mns.security_token),
+        environ=environ,
     )
-    if not filled.endpoint:
-        raise ConfigError(
-            "is required (or VOD_EVENTS_MNS_ENDPOINT)", path=config.path, key="mns.endpoint"
-        )
-    return dataclasses.replace(config, mns=filled)
+    return dataclasses.replace(
+        mns,
+        access_key_id=found.access_key_id,
+        access_key_secret=found.access_key_secret,
+        security_token=found.security_token,
+    )
 
 
 def masked(config: Config) -> dict[str, Any]:

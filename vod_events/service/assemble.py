@@ -3,12 +3,13 @@ dead-letter target, processor and consumer. The only module that knows all of th
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from vod_events.backoff import RedeliveryBackoff
 from vod_events.config import Config, HandlerSection
+from vod_events.config.credentials import default_chain
 from vod_events.consumer import Consumer, ConsumerSettings
 from vod_events.deadletter import DeadLetterSink, DirectorySink, QueueSink
 from vod_events.dedupe import IdempotencyStore, MemoryStore, NullStore, RedisStore, SQLiteStore
@@ -16,61 +17,30 @@ from vod_events.errors import ConfigError
 from vod_events.handlers import HttpHandler, JsonlHandler, LogHandler
 from vod_events.processing import Processor
 from vod_events.retry import RetryPolicy
-from vod_events.router import Handler, Router, import_handler
+from vod_events.router import ContextSource, Handler, Router, import_handler
 from vod_events.stats import Stats
 from vod_events.transports import Transport, TransportFactory
 
 
 def transport_factory(config: Config) -> TransportFactory:
-    """Makes one MNS transport per calling thread, for any queue of the account."""
+    """Makes one MNS transport per calling thread, for any queue of the account, all with
+    `config.credentials` (one default-chain client shared by all: it caches and refreshes)."""
     from vod_events.transports.mns import MNSTransport  # the SDK loads only when needed
 
-    mns = config.mns
-    provider = credentials_provider(config) if mns.credentials == "default" else None
+    endpoint, credentials = config.mns.endpoint, config.credentials
+    chain = default_chain(config.path) if credentials.default_chain else None
 
     def connect(queue_name: str) -> Transport:
         return MNSTransport(
-            mns.endpoint,
+            endpoint,
             queue_name,
-            access_key_id=mns.access_key_id,
-            access_key_secret=mns.access_key_secret,
-            security_token=mns.security_token,
-            credentials_provider=provider,
+            access_key_id=credentials.access_key_id,
+            access_key_secret=credentials.access_key_secret,
+            security_token=credentials.security_token,
+            credential_client=chain,
         )
 
     return connect
-
-
-def credentials_provider(config: Config) -> Any:
-    """The Alibaba Cloud default credential chain, adapted to the MNS SDK's provider API."""
-    try:
-        from alibabacloud_credentials.client import Client as CredentialClient
-    except ImportError:
-        raise ConfigError(
-            "credentials = 'default' needs the alibabacloud-credentials package "
-            "(pip install alibabacloud-credentials)",
-            path=config.path,
-            key="mns.credentials",
-        ) from None
-    from mns.auth import Credentials
-    from mns.mns_exception import MNSClientException
-
-    client = CredentialClient()
-
-    class DefaultChainProvider:
-        # The credential client caches and refreshes before expiry; ask it on every request.
-        def get_credentials(self) -> Any:
-            try:
-                current = client.get_credential()
-            except Exception as exc:  # no provider in the chain could supply credentials
-                raise MNSClientException(
-                    "CredentialsUnavailable", f"default credential chain: {exc}"
-                ) from None
-            return Credentials(
-                current.access_key_id, current.access_key_secret, current.security_token or ""
-            )
-
-    return DefaultChainProvider()
 
 
 def build_router(config: Config) -> Router:
@@ -96,8 +66,7 @@ def build_handler(h: HandlerSection) -> tuple[Handler, str]:
 def build_store(config: Config) -> IdempotencyStore:
     d = config.dedupe
     if d.backend == "sqlite":
-        path = d.path or config.state_dir / "dedupe.sqlite3"
-        return SQLiteStore(path, claim_ttl=d.claim_ttl, completed_ttl=d.completed_ttl)
+        return SQLiteStore(config.dedupe_path, claim_ttl=d.claim_ttl, completed_ttl=d.completed_ttl)
     if d.backend == "redis":
         if not d.url:
             raise ConfigError("backend 'redis' needs 'url'", path=config.path, key="dedupe.url")
@@ -113,7 +82,7 @@ def build_dead_letters(config: Config, connect: TransportFactory) -> DeadLetterS
         raise ConfigError("set 'queue' or 'dir', not both", path=config.path, key="dead_letter")
     if target.queue:
         return QueueSink(lambda: connect(target.queue))
-    return DirectorySink(target.dir or config.state_dir / "dead-letters")
+    return DirectorySink(config.dead_letter_dir)
 
 
 def build_processor(
@@ -124,7 +93,7 @@ def build_processor(
     stats: Stats | None = None,
     stopping: threading.Event | None = None,
     source: str | None = None,
-    context_source: str = "mns",
+    context_source: ContextSource = "mns",
 ) -> Processor:
     r = config.retry
     return Processor(
@@ -149,15 +118,17 @@ def build_consumer(
     on_ready: Callable[[], None] | None = None,
 ) -> Consumer:
     connect = connect or transport_factory(config)
-    c = config.consumer
-    settings = ConsumerSettings(
-        pollers=c.pollers,
-        workers=c.workers,
-        prefetch=c.prefetch,
-        wait_seconds=c.wait_seconds,
-        shutdown_timeout=c.shutdown_timeout,
-        deleters=c.deleters,
-        visibility_timeout=c.visibility_timeout or None,
-    )
     processor = build_processor(config, connect, router=router)
-    return Consumer(connect, config.mns.queue, processor, settings, on_ready=on_ready)
+    return Consumer(
+        connect, config.mns.queue, processor, consumer_settings(config), on_ready=on_ready
+    )
+
+
+def consumer_settings(config: Config) -> ConsumerSettings:
+    """`ConsumerSettings` from `[consumer]`: every key the two share, by name (the section's
+    other keys, e.g. max_deliveries, go to the processor; the settings' other fields keep
+    their defaults). A visibility_timeout of 0 means the queue's: None in the settings."""
+    shared = {f.name for f in dataclasses.fields(ConsumerSettings)}
+    values = {k: v for k, v in dataclasses.asdict(config.consumer).items() if k in shared}
+    values["visibility_timeout"] = values["visibility_timeout"] or None
+    return ConsumerSettings(**values)

@@ -14,9 +14,15 @@ from typing import Any
 from xml.etree import ElementTree
 
 from mns.account import Account
+from mns.auth import Credentials as SDKCredentials
 from mns.message_property import MessagePropertyValue
 from mns.mns_client import URISEC_MESSAGE, URISEC_QUEUE
-from mns.mns_exception import MNSClientNetworkException, MNSExceptionBase, MNSServerException
+from mns.mns_exception import (
+    MNSClientException,
+    MNSClientNetworkException,
+    MNSExceptionBase,
+    MNSServerException,
+)
 from mns.mns_http import RequestInternal
 from mns.mns_request import BatchReceiveMessageRequest, BatchReceiveMessageResponse
 from mns.mns_tool import BatchReceiveMessageValidator
@@ -33,6 +39,8 @@ from vod_events.transports import (
     TransportError,
 )
 
+BATCH_SIZE = 16  # MNS's limit for BatchSendMessage
+
 # Service codes that no retry can fix: stop the daemon with a clear message.
 FATAL_CODES = frozenset(
     {
@@ -48,11 +56,18 @@ FATAL_CODES = frozenset(
 )
 
 
+class Unreachable(TransportError):
+    """No reply from the endpoint: the connection was refused, reset or timed out, or the
+    name did not resolve. The request may still have arrived (see TransportError)."""
+
+
 class MNSTransport:
     """One thread's connection to one MNS queue.
 
-    `credentials_provider` is any object with the SDK's `get_credentials()` contract (e.g. a
-    refreshing provider from alibabacloud-credentials); otherwise a static AccessKey is used.
+    Requests are signed with the static AccessKey, or, when `credential_client` is given, with
+    what it returns at each request: an alibabacloud-credentials client (the default chain,
+    `config.credentials.default_chain`), which caches and refreshes temporary keys. A chain
+    that finds nothing fails the request with the fatal code CredentialsUnavailable.
     """
 
     def __init__(
@@ -63,7 +78,7 @@ class MNSTransport:
         access_key_id: str = "",
         access_key_secret: str = "",
         security_token: str = "",
-        credentials_provider: Any = None,
+        credential_client: Any = None,
     ) -> None:
         self.queue_name = queue_name
         self._account = Account(
@@ -71,7 +86,9 @@ class MNSTransport:
             access_key_id,
             access_key_secret,
             security_token,
-            credentials_provider=credentials_provider,
+            credentials_provider=(
+                None if credential_client is None else _ChainProvider(credential_client)
+            ),
         )
         self._queue = self._account.get_queue(queue_name)
         self._queue.set_encoding(False)  # bodies as sent; the decoder handles Base64
@@ -150,6 +167,18 @@ class MNSTransport:
         result = self._call(self._queue.send_message, message)
         return str(result.message_id)
 
+    def send_batch(self, bodies: Sequence[str]) -> list[str]:
+        """Send 1..16 bodies in one BatchSendMessage; return their message ids, in order.
+
+        Not part of `Transport` (the consumer never sends in batches). A refusal raises the
+        translated error for the batch as a whole, though when the service refuses only some
+        messages (BatchSendFail) the others were sent; `Unreachable` when nothing answered.
+        """
+        if not 1 <= len(bodies) <= BATCH_SIZE:
+            raise ValueError(f"a batch holds 1..{BATCH_SIZE} messages, got {len(bodies)}")
+        sent = self._call(self._queue.batch_send_message, [Message(body) for body in bodies])
+        return [str(message.message_id) for message in sent]
+
     def interrupt(self) -> None:
         # Shutting the socket down makes a blocked long poll return at once. The SDK takes
         # the resulting disconnect for a stale keep-alive and re-sends the request on
@@ -174,12 +203,31 @@ class MNSTransport:
                 raise
             raise _translate(exc) from exc
         except MNSClientNetworkException as exc:
-            raise TransportError(f"network error: {exc.message}", code=exc.type) from exc
+            raise Unreachable(f"network error: {exc.message}", code=exc.type) from exc
         except MNSExceptionBase as exc:
             error = FatalTransportError if exc.type in FATAL_CODES else TransportError
             raise error(f"{exc.type}: {exc.message}", code=exc.type) from exc
         except (OSError, ValueError) as exc:  # SDK internals (XML, sockets) that escape it
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+
+
+class _ChainProvider:
+    """The SDK's provider API (`get_credentials()`) over an alibabacloud-credentials client
+    (`get_credential()`), asked on every request: the client caches and refreshes."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def get_credentials(self) -> Any:
+        try:
+            current = self._client.get_credential()
+        except Exception as exc:  # no provider in the chain could supply credentials
+            raise MNSClientException(
+                "CredentialsUnavailable", f"default credential chain: {exc}"
+            ) from None
+        return SDKCredentials(
+            current.access_key_id, current.access_key_secret, current.security_token or ""
+        )
 
 
 class _Interrupted:
