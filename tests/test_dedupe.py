@@ -1,16 +1,16 @@
-"""The idempotency stores: the claim → completed / released state machine, checked against a
-model with hypothesis, for the in-memory and SQLite stores (two "processes" sharing a file),
-and against a real Redis for the fleet backend."""
+"""The idempotency stores' claim → completed / released state machine, checked against a
+model with hypothesis, for the in-memory and SQLite stores (two "processes" sharing a file).
+
+What every backend must do - Redis included, and two stores sharing one backend - is the
+contract suite's: tests/contracts/test_store_contract.py."""
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
+from helpers import ManualClock
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -20,7 +20,6 @@ from vod_events.dedupe import (
     ClaimState,
     IdempotencyStore,
     MemoryStore,
-    RedisStore,
     SQLiteStore,
 )
 
@@ -29,20 +28,12 @@ DONE_TTL = 100.0
 KEYS = st.sampled_from(["a", "b", "c"])
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class StoreModel(RuleBasedStateMachine):
     """Two store instances (two processes) on one backend, against a dictionary model."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.clock = Clock()
+        self.clock = ManualClock()
         # key -> ("progress", owner index, expiry) | ("done", -1, expiry)
         self.model: dict[str, tuple[str, int, float]] = {}
         self.stores: list[IdempotencyStore] = []
@@ -144,113 +135,3 @@ TestSQLiteStoreModel.settings = settings(max_examples=60, stateful_step_count=30
 @pytest.fixture(autouse=True)
 def _sqlite_tmp(tmp_path: Path) -> None:
     SQLiteModel.tmp = str(tmp_path)
-
-
-def claim_winners(stores: list[IdempotencyStore]) -> int:
-    """Every store claims one key at the same instant, each from its own thread; then closes."""
-    wins: list[int] = []
-    barrier = threading.Barrier(len(stores))
-
-    def contend(store: IdempotencyStore) -> None:
-        barrier.wait()
-        if store.claim("same-key").state is ClaimState.CLAIMED:
-            wins.append(1)
-
-    threads = [threading.Thread(target=contend, args=(store,)) for store in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for store in stores:
-        store.close()
-    return len(wins)
-
-
-def test_sqlite_claims_are_exclusive_across_threads(tmp_path: Path) -> None:
-    path = tmp_path / "d.sqlite3"
-    stores = [SQLiteStore(path) for _ in range(4)]
-    assert claim_winners([stores[i % 4] for i in range(8)]) == 1
-
-
-def test_sqlite_state_survives_a_new_process(tmp_path: Path) -> None:
-    path = tmp_path / "d.sqlite3"
-    first = SQLiteStore(path)
-    assert first.claim("k").state is ClaimState.CLAIMED
-    first.complete("k")
-    first.close()
-    again = SQLiteStore(path)
-    assert again.claim("k").state is ClaimState.COMPLETED
-    again.close()
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    url = "redis://127.0.0.1:6379/15"
-    client = redis.Redis.from_url(url)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail("Redis is not running on 127.0.0.1:6379 (see the README's test setup)")
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
-
-
-def test_redis_claim_complete_release_and_expiry(redis_url: str) -> None:
-    prefix = f"t-{uuid.uuid4().hex}:"
-    a = RedisStore(redis_url, claim_ttl=0.3, completed_ttl=60, prefix=prefix)
-    b = RedisStore(redis_url, claim_ttl=0.3, completed_ttl=60, prefix=prefix)
-    assert a.claim("k1").state is ClaimState.CLAIMED
-    busy = b.claim("k1")
-    assert busy.state is ClaimState.IN_PROGRESS
-    assert 0 < busy.retry_after <= 0.3
-    a.complete("k1")
-    assert b.claim("k1").state is ClaimState.COMPLETED
-
-    assert a.claim("k2").state is ClaimState.CLAIMED
-    a.release("k2")
-    assert b.claim("k2").state is ClaimState.CLAIMED  # released: free for b
-
-    # a crashed claimer's key frees itself after claim_ttl; a late release by the old
-    # owner must not delete the new owner's claim
-    assert a.claim("k3").state is ClaimState.CLAIMED
-    threading.Event().wait(0.4)
-    assert b.claim("k3").state is ClaimState.CLAIMED
-    a.release("k3")
-    assert a.claim("k3").state is ClaimState.IN_PROGRESS
-    a.close()
-    b.close()
-
-
-def test_redis_renew_keeps_a_long_claim(redis_url: str) -> None:
-    prefix = f"t-{uuid.uuid4().hex}:"
-    a = RedisStore(redis_url, claim_ttl=0.3, prefix=prefix)
-    b = RedisStore(redis_url, claim_ttl=0.3, prefix=prefix)
-    assert a.claim("k").state is ClaimState.CLAIMED
-    for _ in range(4):
-        threading.Event().wait(0.15)
-        a.renew()
-    assert b.claim("k").state is ClaimState.IN_PROGRESS  # 0.6 s later, still held
-    a.close()
-    b.close()
-
-
-def test_redis_claims_are_exclusive_across_clients(redis_url: str) -> None:
-    prefix = f"t-{uuid.uuid4().hex}:"
-    assert claim_winners([RedisStore(redis_url, prefix=prefix) for _ in range(8)]) == 1
-
-
-def test_sqlite_late_release_does_not_free_a_claim_taken_over(tmp_path: Path) -> None:
-    clock = Clock()
-    path = tmp_path / "d.sqlite3"
-    crashed, other = (SQLiteStore(path, CLAIM_TTL, DONE_TTL, clock=clock) for _ in range(2))
-    assert crashed.claim("k").state is ClaimState.CLAIMED
-    clock.now += CLAIM_TTL + 1  # the first claimer stalled past its claim
-    assert other.claim("k").state is ClaimState.CLAIMED
-    crashed.release("k")  # it wakes up and gives up: must not touch the new claim
-    assert crashed.claim("k").state is ClaimState.IN_PROGRESS
-    other.complete("k")
-    assert crashed.claim("k").state is ClaimState.COMPLETED
-    crashed.close()
-    other.close()
