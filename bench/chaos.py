@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from vod_events.transports.mns import MNSTransport
 QUEUE = "chaos"
 KEY_ID, SECRET = "chaos-key", "chaos-secret"
 HERE = Path(__file__).resolve().parent
+HANDLER = "chaos_handler:record"
 
 
 def poison_bodies() -> list[str]:
@@ -138,12 +140,47 @@ def write_config(work: Path, endpoint: str, dedupe: str, redis_url: str) -> Path
             'format = "json"',
             "[[handlers]]",
             'events = ["*"]',
-            'call = "chaos_handler:record"',
+            f'call = "{HANDLER}"',
         ]
     )
     path = work / "chaos.toml"
     path.write_text(text + "\n")
     return path
+
+
+def forget_dedupe_keys(
+    redis_url: str, bodies: Sequence[str], message_ids: Sequence[str] = ()
+) -> None:
+    """Delete the Redis keys the daemons write for these bodies and messages, and no others:
+    no FLUSHDB, the database may hold anyone's data.
+
+    The daemon's config cannot set RedisStore's key prefix (a unique prefix per run would do
+    better), so the keys are the default prefix's: one claim per (event, handler), as the
+    processor names it, and one deferral count per message.
+    """
+    import inspect
+
+    import redis
+
+    from vod_events.decoder import decode
+    from vod_events.dedupe import RedisStore
+    from vod_events.errors import DecodeError
+    from vod_events.router import handler_name, import_handler
+
+    prefix = inspect.signature(RedisStore).parameters["prefix"].default
+    handler = handler_name(import_handler(HANDLER))
+    keys: list[str] = [f"{prefix}deferrals:{message_id}" for message_id in message_ids]
+    for body in bodies:
+        try:
+            keys.append(f"{prefix}{decode(body).dedupe_key}|{handler}")
+        except DecodeError:
+            continue  # poison: never claimed
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+    finally:
+        client.close()
 
 
 def start_daemon(config: Path, calls: Path, handler_ms: int) -> subprocess.Popen[bytes]:
@@ -191,10 +228,6 @@ def run_chaos(
     rng = random.Random(seed)
     work = work or Path(tempfile.mkdtemp(prefix="vod-events-chaos-"))
     calls = work / "calls.tsv"
-    if dedupe == "redis":
-        import redis
-
-        redis.Redis.from_url(redis_url).flushdb()
     began = time.monotonic()
     poison = poison_bodies()
     with LocalMNSServer(access_key_id=KEY_ID, access_key_secret=SECRET, seed=seed) as server:
@@ -202,8 +235,9 @@ def run_chaos(
         admin = MNSTransport(server.endpoint, QUEUE, access_key_id=KEY_ID, access_key_secret=SECRET)
         bodies = [event(i) for i in range(events)] + poison
         rng.shuffle(bodies)
-        for body in bodies:
-            admin.send(body)
+        if dedupe == "redis":  # an earlier run's completions would skip these events
+            forget_dedupe_keys(redis_url, bodies)
+        message_ids = [admin.send(body) for body in bodies]
         config = write_config(work, server.endpoint, dedupe, redis_url)
         server.set_faults(fault_rate=fault_rate, latency_ms=latency_ms)
 
@@ -239,6 +273,8 @@ def run_chaos(
             cleaner.send_signal(signal.SIGTERM)
             codes.append(cleaner.wait(timeout=60))
         left = queue_left(admin)
+    if dedupe == "redis":
+        forget_dedupe_keys(redis_url, bodies, message_ids)
 
     runs = handled_jobs(calls)
     letters = [json.loads(p.read_text()) for p in (work / "dead-letters").glob("[0-9]*.json")]
