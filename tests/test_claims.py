@@ -35,11 +35,6 @@ from vod_events.owners import OwnerTokens, ProcessIdentity
 StoreFactory = Callable[[], IdempotencyStore]
 
 
-@pytest.fixture
-def redis_url() -> str:  # TODO(lead): replace with the shared conftest fixture
-    return "redis://127.0.0.1:6379/15"
-
-
 # A child process that claims `key` in the given store, prints "claimed", then sleeps until
 # killed: a worker that dies mid-handler.
 CLAIMER = """
