@@ -1,6 +1,7 @@
 """SubmitAIJob / ListAIJob through the real alibabacloud-vod20170321 SDK, against a local fake
-of the VOD OpenAPI endpoint: what went over the wire, the split into calls of at most 10 ids,
-typed results, service errors as one line, and input validation before any request."""
+of the VOD OpenAPI endpoint (tests/fake_vod.py): what went over the wire, the split into calls
+of at most 10 ids, typed results, service errors as one line, and input validation before any
+request. Waiting for jobs (--wait): tests/test_aijobs_wait.py."""
 
 from __future__ import annotations
 
@@ -9,14 +10,10 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from collections.abc import Iterator
 
 import pytest
+from fake_vod import FakeVod, Reply, serve
 
 from vod_events import cli
 from vod_events.aijobs import (
@@ -34,74 +31,10 @@ KEY_SECRET = "test-secret-do-not-print"
 CREDENTIALS = Credentials(KEY_ID, KEY_SECRET)
 
 
-@dataclass
-class Call:
-    """One request the fake endpoint received."""
-
-    action: str
-    version: str
-    params: dict[str, str]
-    authorization: str
-
-
-Reply = tuple[int, dict[str, Any]]
-
-
-@dataclass
-class FakeVod:
-    """A VOD OpenAPI endpoint: routes on the x-acs-action header like the real one."""
-
-    routes: dict[str, Callable[[dict[str, str]], Reply]] = field(default_factory=dict)
-    calls: list[Call] = field(default_factory=list)
-    endpoint: str = ""
-
-    def actions(self) -> list[str]:
-        return [c.action for c in self.calls]
-
-
 @pytest.fixture
 def vod() -> Iterator[FakeVod]:
-    fake = FakeVod()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            form = self.rfile.read(length).decode()
-            query = parse_qs(urlsplit(self.path).query) | parse_qs(form)
-            params = {k: v[0] for k, v in query.items()}
-            action = self.headers.get("x-acs-action", "")
-            fake.calls.append(
-                Call(
-                    action,
-                    self.headers.get("x-acs-version", ""),
-                    params,
-                    self.headers.get("Authorization", ""),
-                )
-            )
-            route = fake.routes.get(action)
-            status, reply = (
-                route(params)
-                if route
-                else (404, {"Code": "InvalidAction.NotFound", "RequestId": "r-404"})
-            )
-            payload = json.dumps(reply).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    fake.endpoint = f"http://127.0.0.1:{server.server_port}"
-    yield fake
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serve() as fake:
+        yield fake
 
 
 @pytest.fixture

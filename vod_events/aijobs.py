@@ -8,6 +8,9 @@ on demand, decoded into the same typed results as the events (``vod_events.resul
     for job in list_ai_jobs([job.job_id for job in jobs]):
         print(job.status, job.result)
 
+    done = wait_for_jobs([job.job_id for job in jobs], timeout=600)
+    print(done.results, done.failed, done.running, done.timed_out)
+
 Every input is checked before any request is sent (``AIJobInputError``); a refusal by the
 service or an unreachable endpoint raises ``VodApiError`` with the service's error code and
 request id. Credentials are a ``Credentials`` value: an AccessKey, or the Alibaba Cloud default
@@ -20,11 +23,14 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from vod_events.backoff import ExponentialBackoff
 from vod_events.errors import VodEventsError
 from vod_events.results import MediaAuditResult, MediaDnaResult, ResultFormatError, VideoTagResult
 
@@ -33,10 +39,13 @@ __all__ = [
     "AIJobInputError",
     "AIResult",
     "Credentials",
+    "PollPolicy",
     "SubmittedJob",
     "VodApiError",
+    "WaitResult",
     "list_ai_jobs",
     "submit_ai_job",
+    "wait_for_jobs",
 ]
 
 # The job types SubmitAIJob accepts, and the regions offering each (SubmitAIJob's docs).
@@ -50,6 +59,15 @@ MAX_IDS_PER_CALL = 10  # ListAIJob's limit on JobIds
 TIMEOUT_MS = 10_000  # connect and read timeout of each API call
 
 AIResult = VideoTagResult | MediaDnaResult | MediaAuditResult
+
+# ListAIJob's Status of a job that will not change any more. Compared in lower case.
+SUCCESS, FAIL = "success", "fail"
+NOT_FOUND = "not_found"  # ListAIJob does not know the id (NonExistAIJobIds)
+UNSEEN = "unknown"  # wait_for_jobs has no answer about the job yet
+
+# The HTTP status and error codes with which the service asks callers to slow down.
+THROTTLING_CODE_PREFIX = "Throttling"  # Throttling, Throttling.User, Throttling.Api, ...
+SERVICE_UNAVAILABLE = 503
 
 # How ListAIJob's Data is read, per job Type: the same readers as the events' Data.
 RESULT_READERS: dict[str, Callable[[str], AIResult]] = {
@@ -75,13 +93,25 @@ class VodApiError(VodEventsError):
         code: str = "",
         request_id: str = "",
         status_code: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.action = action
         self.message = message
         self.code = code
         self.request_id = request_id
         self.status_code = status_code
+        self.retry_after = retry_after  # seconds, when the service said how long to wait
         super().__init__(self.one_line())
+
+    @property
+    def throttled(self) -> bool:
+        """The service asked to slow down: a ``Throttling*`` code (VOD sends them with HTTP 400
+        or 503), any HTTP 503, or a retry-after time. Asking again later can succeed."""
+        return (
+            self.code.startswith(THROTTLING_CODE_PREFIX)
+            or self.status_code == SERVICE_UNAVAILABLE
+            or self.retry_after is not None
+        )
 
     def one_line(self) -> str:
         """``SubmitAIJob failed: Forbidden.RAM (HTTP 403), request id 2581...: <message>``."""
@@ -153,6 +183,91 @@ class AIJob:
     result: AIResult | None = None
     result_error: str | None = None
     data: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status.lower() == SUCCESS
+
+    @property
+    def failed(self) -> bool:
+        return self.status.lower() == FAIL
+
+    @property
+    def finished(self) -> bool:
+        """success or fail: the job will not change any more."""
+        return self.succeeded or self.failed
+
+
+@dataclass(frozen=True, slots=True)
+class PollPolicy:
+    """How ``wait_for_jobs`` paces its ListAIJob calls.
+
+    Rounds of calls start ``first_interval`` seconds apart, growing by ``factor`` up to
+    ``max_interval``: an AI job takes minutes, and most of them are spent waiting. Two calls
+    are never closer than ``call_spacing`` (so at most 2 a second by default): VOD's QPS limits
+    count every call of the account and its RAM users, so a waiting command leaves the rest to
+    them. A throttling answer waits ``throttle.delay(n)`` for the n-th in a row, or what the
+    service asked for if longer, then asks again.
+    """
+
+    first_interval: float = 2.0
+    factor: float = 1.5
+    max_interval: float = 30.0
+    call_spacing: float = 0.5
+    throttle: ExponentialBackoff = field(
+        default_factory=lambda: ExponentialBackoff(initial=1.0, maximum=30.0)
+    )
+
+    def interval(self, round_number: int) -> float:
+        """Seconds between round ``round_number`` (from 1) and the next."""
+        exponent = min(max(round_number, 1) - 1, 64)
+        return max(
+            self.call_spacing, min(self.max_interval, self.first_interval * self.factor**exponent)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WaitResult:
+    """What ``wait_for_jobs`` saw: every job as last reported, in the order asked.
+
+    A job with no answer yet has status ``unknown``. ``timed_out``: the time ran out with jobs
+    still running. Waiting also stops, before the time is out, at the first round in which VOD
+    did not know an id (``not_found``): that job can never finish.
+    """
+
+    jobs: tuple[AIJob, ...]
+    timed_out: bool = False
+    elapsed: float = 0.0
+
+    @property
+    def succeeded(self) -> list[AIJob]:
+        return [job for job in self.jobs if job.succeeded]
+
+    @property
+    def failed(self) -> list[AIJob]:
+        return [job for job in self.jobs if job.failed]
+
+    @property
+    def not_found(self) -> list[AIJob]:
+        return [job for job in self.jobs if job.status == NOT_FOUND]
+
+    @property
+    def running(self) -> list[AIJob]:
+        """Not finished, and known to VOD (or not answered about yet)."""
+        return [job for job in self.jobs if not job.finished and job.status != NOT_FOUND]
+
+    @property
+    def finished(self) -> list[AIJob]:
+        return [job for job in self.jobs if job.finished]
+
+    @property
+    def all_succeeded(self) -> bool:
+        return all(job.succeeded for job in self.jobs)
+
+    @property
+    def results(self) -> dict[str, AIResult]:
+        """The typed result of each successful job whose result could be read, by job id."""
+        return {job.job_id: job.result for job in self.jobs if job.result is not None}
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -266,21 +381,114 @@ def list_ai_jobs(
     ListAIJob takes at most 10 ids, so more are asked in several calls. An id VOD does not
     know is reported with status ``not_found``.
     """
+    ids = _job_ids(job_ids)
+    client = _client(region, endpoint, credentials)
+    found: dict[str, AIJob] = {}
+    for chunk in _chunks(ids, MAX_IDS_PER_CALL):
+        found.update(_list_chunk(client, chunk))
+    return [found[i] for i in ids]
+
+
+def wait_for_jobs(
+    job_ids: Iterable[str],
+    *,
+    timeout: float,
+    region: str = DEFAULT_REGION,
+    endpoint: str | None = None,
+    credentials: Credentials | None = None,
+    policy: PollPolicy | None = None,
+    on_progress: Callable[[WaitResult], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> WaitResult:
+    """Ask ListAIJob about the jobs until every one has finished (success or fail), at most
+    ``timeout`` seconds; return each job as last seen, typed results included.
+
+    Rounds of calls, paced by ``policy`` (``PollPolicy()``): each round asks about the jobs not
+    finished yet, 10 ids a call. It returns early, after the round, when VOD does not know an id
+    (``not_found``: it can never finish). When the time is out, one last round is made at the
+    deadline, then it returns with ``timed_out`` if jobs are still running: a timeout is an
+    answer, not an exception.
+
+    A throttling answer (``VodApiError.throttled``) is waited out and the call made again;
+    any other refusal, or an unreachable endpoint, raises ``VodApiError``.
+
+    on_progress: called with the state so far after every answer.
+    clock, sleep: the monotonic clock and the sleep used for every wait (tests pass fakes).
+    """
+    ids = _job_ids(job_ids)
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise AIJobInputError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    policy = policy if policy is not None else PollPolicy()
+    client = _client(region, endpoint, credentials)
+
+    start = clock()
+    deadline = start + timeout
+    latest = {i: AIJob(job_id=i, status=UNSEEN) for i in ids}
+    last_call: float | None = None
+    throttled = 0  # throttling answers in a row
+
+    def state(*, timed_out: bool = False) -> WaitResult:
+        jobs = tuple(latest[i] for i in ids)
+        return WaitResult(jobs=jobs, timed_out=timed_out, elapsed=clock() - start)
+
+    round_number = 0
+    while True:
+        round_number += 1
+        pending = [i for i in ids if not latest[i].finished]
+        for chunk in _chunks(pending, MAX_IDS_PER_CALL):
+            while True:
+                if last_call is not None:
+                    gap = last_call + policy.call_spacing - clock()
+                    if gap > 0:
+                        sleep(gap)
+                last_call = clock()
+                try:
+                    latest.update(_list_chunk(client, chunk))
+                except VodApiError as exc:
+                    if not exc.throttled:
+                        raise
+                    throttled += 1
+                    delay = max(policy.throttle.delay(throttled), exc.retry_after or 0.0)
+                    left = deadline - clock()
+                    if delay >= left:  # the answer would come too late: the time is out
+                        if left > 0:
+                            sleep(left)
+                        return state(timed_out=True)
+                    sleep(delay)
+                    continue
+                throttled = 0
+                break
+            if on_progress is not None:
+                on_progress(state())
+        done = state()
+        if not done.running or done.not_found:
+            return done
+        left = deadline - clock()
+        if left <= 0:
+            return state(timed_out=True)
+        sleep(min(policy.interval(round_number), left))
+
+
+def _job_ids(job_ids: Iterable[str]) -> list[str]:
+    """The distinct ids, in order, blanks dropped; at least one."""
     ids = list(dict.fromkeys(i.strip() for i in job_ids if i.strip()))
     if not ids:
         raise AIJobInputError("at least one job id is required")
-    client = _client(region, endpoint, credentials)
+    return ids
 
+
+def _list_chunk(client: Any, ids: Sequence[str]) -> dict[str, AIJob]:
+    """One ListAIJob call about at most 10 ids: each as VOD reports it, or ``not_found``."""
     from alibabacloud_vod20170321.models import ListAIJobRequest
 
+    request = ListAIJobRequest(job_ids=",".join(ids))
+    body = _call("ListAIJob", functools.partial(client.list_aijob, request)).body
     found: dict[str, AIJob] = {}
-    for chunk in _chunks(ids, MAX_IDS_PER_CALL):
-        request = ListAIJobRequest(job_ids=",".join(chunk))
-        body = _call("ListAIJob", functools.partial(client.list_aijob, request)).body
-        for job in body.aijob_list.aijob if body.aijob_list and body.aijob_list.aijob else []:
-            if job.job_id:
-                found[job.job_id] = _ai_job(job)
-    return [found.get(i) or AIJob(job_id=i, status="not_found") for i in ids]
+    for job in body.aijob_list.aijob if body.aijob_list and body.aijob_list.aijob else []:
+        if job.job_id in ids:
+            found[job.job_id] = _ai_job(job)
+    return {i: found.get(i) or AIJob(job_id=i, status=NOT_FOUND) for i in ids}
 
 
 def _ai_job(job: Any) -> AIJob:
@@ -288,7 +496,7 @@ def _ai_job(job: Any) -> AIJob:
     result: AIResult | None = None
     error: str | None = None
     reader = RESULT_READERS.get(job.type or "")
-    if job.status == "success" and job.data and reader is not None:
+    if (job.status or "").lower() == SUCCESS and job.data and reader is not None:
         try:
             result = reader(job.data)
         except ResultFormatError as exc:
@@ -364,17 +572,25 @@ def _call(action: str, request: Callable[[], _T]) -> _T:
         return request()
     except AlibabaCloudException as exc:  # the service answered with an error
         data = exc.data if isinstance(exc.data, dict) else {}
+        retry_after_ms = getattr(exc, "retry_after", None)  # x-acs-retry-after, milliseconds
         raise VodApiError(
             action,
             _one_line(str(data.get("Message") or exc.message or "")),
-            code=str(exc.code or ""),
-            request_id=str(exc.request_id or data.get("RequestId") or ""),
+            code=_present(exc.code),
+            request_id=_present(exc.request_id) or _present(data.get("RequestId")),
             status_code=exc.status_code,
+            retry_after=retry_after_ms / 1000 if isinstance(retry_after_ms, int) else None,
         ) from None
     except UnretryableException as exc:  # no reply: refused, timed out, TLS, DNS
         raise VodApiError(action, _unreachable(exc.inner_exception)) from None
     except (TeaException, CredentialException) as exc:
         raise VodApiError(action, _one_line(str(getattr(exc, "message", None) or exc))) from None
+
+
+def _present(value: Any) -> str:
+    """A field of an error reply as text: the SDK formats a missing one as ``"None"``."""
+    text = str(value or "")
+    return "" if text == "None" else text
 
 
 def _unreachable(cause: BaseException) -> str:
