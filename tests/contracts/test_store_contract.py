@@ -9,7 +9,8 @@ replicas - share, where "owner" means the store that claimed.
 
 Stores are built in one place, `MAKERS`: a new backend, or a constructor that changes, is a
 one-line edit there. Backends with an injectable clock move it; Redis keeps its leases in
-real time, so its tests sleep through short leases.
+real time, and PostgreSQL by the database server's clock (as in production: one clock for
+every replica), so their tests sleep through short leases.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from vod_events.dedupe import (
     RedisStore,
     SQLiteStore,
 )
+from vod_events.postgres_store import PostgresStore
 
 LONG_TTL = 60.0  # a lease no test outlives
 SHORT_TTL = 1.0  # a lease tests let lapse
@@ -40,7 +42,8 @@ PAST = SHORT_TTL + 0.3  # long enough for a SHORT_TTL lease to lapse
 
 @dataclass
 class Where:
-    """What a backend's stores need: the clock tests move, a directory, Redis and a prefix."""
+    """What a backend's stores need: the clock tests move, a directory, Redis and a prefix,
+    PostgreSQL and a schema."""
 
     request: pytest.FixtureRequest
     tmp_path: Path
@@ -56,6 +59,16 @@ class Where:
         prefix: str = self.request.getfixturevalue("redis_prefix")  # its keys go afterwards
         return prefix
 
+    @property
+    def postgres_url(self) -> str:
+        url: str = self.request.getfixturevalue("postgres_url")
+        return url
+
+    @property
+    def postgres_schema(self) -> str:
+        schema: str = self.request.getfixturevalue("postgres_schema")  # dropped afterwards
+        return schema
+
 
 # kind -> a new store on that kind's backend (every call shares the backend's data, but
 # for memory, whose data is its own store's), given (where, claim_ttl, completed_ttl).
@@ -63,9 +76,13 @@ MAKERS: dict[str, Callable[[Where, float, float], IdempotencyStore]] = {
     "memory": lambda w, ttl, done: MemoryStore(ttl, done, clock=w.clock),
     "sqlite": lambda w, ttl, done: SQLiteStore(w.tmp_path / "d.sqlite3", ttl, done, clock=w.clock),
     "redis": lambda w, ttl, done: RedisStore(w.redis_url, ttl, done, prefix=w.redis_prefix),
+    "postgres": lambda w, ttl, done: PostgresStore(
+        w.postgres_url, claim_ttl=ttl, completed_ttl=done, schema=w.postgres_schema
+    ),
 }
-REAL_TIME = frozenset({"redis"})  # leases kept by the server's clock: time passes by sleeping
-SHARED = ["sqlite", "redis"]  # backends several stores (processes, replicas) share
+# leases kept by the server's clock: time passes by sleeping
+REAL_TIME = frozenset({"redis", "postgres"})
+SHARED = ["sqlite", "redis", "postgres"]  # backends several stores (processes, replicas) share
 
 
 @dataclass

@@ -1,0 +1,642 @@
+"""Idempotency in PostgreSQL: the application's own database as the store, so that a
+handler's rows and its completion can commit in one transaction (`PostgresStore.transaction`).
+
+The claim / complete / release / renew / take-over semantics are those of the other stores
+(vod_events/dedupe.py); the key's row moves through the same states:
+
+    (absent) --claim--> in_progress --complete--> completed    (kept `completed_ttl`)
+                              \\--release / lease lapses--> (absent, or taken by the next claim)
+
+Tables live in one schema (`vod_events` by default): `idempotency (key, state, owner,
+expires)` and `deferrals (message_id, count, expires)`, expiries in seconds since the epoch.
+They are created on first use, or ahead of time by `migrate` for databases where the daemon's
+role may not create anything (then pass `create=False`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+from urllib.parse import quote
+
+import psycopg
+import structlog
+from psycopg import errors, sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool
+
+from vod_events.dedupe import (
+    DEFAULT_CLAIM_TTL,
+    DEFAULT_COMPLETED_TTL,
+    Claim,
+    ClaimState,
+    _complete,
+    _HeldClaims,
+)
+
+DEFAULT_SCHEMA = "vod_events"
+TABLES = ("idempotency", "deferrals")
+CLEANUP_BATCH = 1000  # rows per DELETE: each one a short transaction, never one huge delete
+CLEANUP_MAX_BATCHES = 100  # per round; the rest waits for the next round
+CLEANUP_INTERVAL = 60.0  # seconds between rounds of the background cleanup
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_IN_PROGRESS = ClaimState.IN_PROGRESS.value
+_COMPLETED = ClaimState.COMPLETED.value
+
+Connection: TypeAlias = psycopg.Connection[TupleRow]
+
+
+class PostgresStoreError(Exception):
+    """The PostgreSQL store failed; the message never contains the database password."""
+
+
+class StoreUnavailableError(PostgresStoreError):
+    """PostgreSQL did not answer in time, refused the connection, or dropped it."""
+
+
+class SchemaMissingError(PostgresStoreError):
+    """The store's tables are not there, and the store may not create them (`create=False`)."""
+
+
+class ClaimLostError(PostgresStoreError):
+    """`transaction(key)` ended while this store did not hold the claim on `key` (never
+    claimed, released, or lapsed and taken by another replica): everything was rolled back."""
+
+
+# ---------------------------------------------------------------------- URLs and secrets
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A database URL, parsed once: the conninfo to connect with and a safe description."""
+
+    params: dict[str, Any]
+    secrets: tuple[str, ...]  # the password as written in the URL and as decoded
+
+    @classmethod
+    def parse(cls, url: str) -> _Target:
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.Error:
+            # libpq's message quotes the string it could not parse, password and all.
+            raise PostgresStoreError(
+                "not a PostgreSQL URL or conninfo string (e.g. postgresql://user@host/db)"
+            ) from None
+        password = str(params.get("password") or "")
+        secrets = {password, quote(password, safe=""), quote(password)}
+        return cls(params, tuple(s for s in secrets if len(s) >= 3))
+
+    @property
+    def description(self) -> str:
+        """`postgresql://user@host:port/dbname`, without the password."""
+        p = self.params
+        user = f"{p['user']}@" if p.get("user") else ""
+        host = str(p.get("host") or p.get("hostaddr") or "localhost")
+        port = f":{p['port']}" if p.get("port") else ""
+        return f"postgresql://{user}{host}{port}/{p.get('dbname') or ''}"
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def conninfo(self, **defaults: Any) -> str:
+        """The URL's parameters over `defaults`; `options` is appended to, not replaced."""
+        params = {**defaults, **self.params}
+        if defaults.get("options") and self.params.get("options"):
+            params["options"] = f"{self.params['options']} {defaults['options']}"
+        return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+
+
+def _check_schema_name(schema: str) -> str:
+    if not _IDENTIFIER.fullmatch(schema):
+        raise ValueError(f"not a plain SQL identifier (letters, digits, _): {schema!r}")
+    return schema
+
+
+# ------------------------------------------------------------------------------ statements
+
+# Expiries are seconds since the epoch. `now` is the database server's clock - one clock for
+# every replica, whatever their hosts' clocks say - unless the store was given a clock
+# (tests move time by hand): then the parameter `now` carries it.
+_NOW = "COALESCE(%(now)s::float8, extract(epoch FROM clock_timestamp())::float8)"
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    claim: sql.Composed
+    look: sql.Composed
+    take_over: sql.Composed
+    complete: sql.Composed
+    release: sql.Composed
+    renew: sql.Composed
+    lock: sql.Composed
+    complete_locked: sql.Composed
+    count_deferral: sql.Composed
+    deferrals: sql.Composed
+    cleanup: tuple[sql.Composed, ...]
+
+    @classmethod
+    def for_schema(cls, schema: str) -> _Statements:
+        t = sql.Identifier(schema, "idempotency")
+        d = sql.Identifier(schema, "deferrals")
+
+        def q(text: str, table: sql.Identifier = t, **names: sql.Composable) -> sql.Composed:
+            """`text` with {now} (see _NOW) and {t} (the table) filled in."""
+            return sql.SQL(text).format(now=sql.SQL(_NOW), t=table, **names)
+
+        # The states are spelled as in ClaimState ('in_progress', 'completed').
+        return cls(
+            # Take the key if it is absent or its row has expired, in ONE statement: two
+            # replicas inserting at once meet on the primary key; the loser waits for the
+            # winner's row and re-checks the WHERE on it, so only one of them gets a row back.
+            claim=q(
+                "INSERT INTO {t} AS t (key, state, owner, expires)"
+                " VALUES (%(key)s, 'in_progress', %(owner)s, {now} + %(ttl)s)"
+                " ON CONFLICT (key) DO UPDATE"
+                " SET state = excluded.state, owner = excluded.owner, expires = excluded.expires"
+                " WHERE t.expires <= {now}"
+                " RETURNING 1"
+            ),
+            look=q("SELECT state, owner, expires - {now} FROM {t} WHERE key = %(key)s"),
+            # A dead owner's claim, taken over only if it still has that owner.
+            take_over=q(
+                "UPDATE {t} SET owner = %(owner)s, expires = {now} + %(ttl)s"
+                " WHERE key = %(key)s AND owner = %(old)s AND state = 'in_progress'"
+            ),
+            complete=q(
+                "INSERT INTO {t} (key, state, owner, expires)"
+                " VALUES (%(key)s, 'completed', '', {now} + %(ttl)s)"
+                " ON CONFLICT (key) DO UPDATE"
+                " SET state = excluded.state, owner = '', expires = excluded.expires"
+            ),
+            release=q(
+                "DELETE FROM {t}"
+                " WHERE key = %(key)s AND owner = %(owner)s AND state = 'in_progress'"
+            ),
+            renew=q(
+                "UPDATE {t} AS t SET expires = {now} + %(ttl)s"
+                " FROM unnest(%(keys)s::text[], %(owners)s::text[]) AS held (key, owner)"
+                " WHERE t.key = held.key AND t.owner = held.owner AND t.state = 'in_progress'"
+            ),
+            lock=q("SELECT state, owner FROM {t} WHERE key = %(key)s FOR UPDATE"),
+            complete_locked=q(
+                "UPDATE {t} SET state = 'completed', owner = '', expires = {now} + %(ttl)s"
+                " WHERE key = %(key)s"
+            ),
+            count_deferral=q(
+                "INSERT INTO {t} AS d (message_id, count, expires)"
+                " VALUES (%(id)s, 1, {now} + %(ttl)s)"
+                " ON CONFLICT (message_id) DO UPDATE"
+                " SET count = CASE WHEN d.expires > {now} THEN d.count + 1 ELSE 1 END,"
+                " expires = excluded.expires"
+                " RETURNING count",
+                d,
+            ),
+            deferrals=q("SELECT count FROM {t} WHERE message_id = %(id)s AND expires > {now}", d),
+            # At most `limit` expired rows per statement, skipping rows that someone has
+            # locked (a claim being taken over, a transactional completion): never waits,
+            # never deadlocks with `renew`. The outer test re-checks the expiry on the row's
+            # latest version, so a row re-claimed meanwhile is kept.
+            cleanup=tuple(
+                q(
+                    "DELETE FROM {t} WHERE {column} IN (SELECT {column} FROM {t}"
+                    " WHERE expires < {now} LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+                    " AND expires < {now}",
+                    table,
+                    column=sql.Identifier(column),
+                )
+                for table, column in ((t, "key"), (d, "message_id"))
+            ),
+        )
+
+
+def _ddl(schema: str) -> list[sql.Composed]:
+    s = sql.Identifier(schema)
+    t = sql.Identifier(schema, "idempotency")
+    d = sql.Identifier(schema, "deferrals")
+    return [
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(s),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} ("
+            " key text PRIMARY KEY,"
+            " state text NOT NULL CHECK (state IN ('in_progress', 'completed')),"
+            " owner text NOT NULL,"
+            " expires double precision NOT NULL)"
+        ).format(t),
+        sql.SQL("CREATE INDEX IF NOT EXISTS idempotency_expires ON {} (expires)").format(t),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} ("
+            " message_id text PRIMARY KEY,"
+            " count integer NOT NULL,"
+            " expires double precision NOT NULL)"
+        ).format(d),
+        sql.SQL("CREATE INDEX IF NOT EXISTS deferrals_expires ON {} (expires)").format(d),
+    ]
+
+
+def _missing_tables(conn: Connection, schema: str) -> list[str]:
+    """The store's tables that are not in `schema`."""
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relkind IN ('r', 'p')",
+        (schema, list(TABLES)),
+    ).fetchall()
+    present = {row[0] for row in rows}
+    return [table for table in TABLES if table not in present]
+
+
+def _create_tables(conn: Connection, schema: str) -> list[str]:
+    """Create what is missing of the schema (autocommit `conn`); the tables it created.
+
+    Looks first, so a role without CREATE on the database passes when everything is there
+    (`CREATE SCHEMA IF NOT EXISTS` checks the privilege before the existence). Replicas
+    starting together may race on the catalog (a unique violation despite IF NOT EXISTS):
+    the loser looks again."""
+    for attempt in range(3):
+        missing = _missing_tables(conn, schema)
+        if not missing:
+            return []
+        try:
+            with conn.transaction():
+                for statement in _ddl(schema):
+                    conn.execute(statement)
+            return [f"{schema}.{table}" for table in missing]
+        except (errors.UniqueViolation, errors.DuplicateObject, errors.DuplicateTable):
+            if attempt == 2:
+                raise
+    return []  # not reached
+
+
+def migrate(url: str, schema: str = DEFAULT_SCHEMA, *, connect_timeout: float = 5.0) -> list[str]:
+    """Create the store's schema and tables in the database at `url` (for `vod-events dedupe
+    migrate`, run by a role that may create them). Idempotent; returns the tables it created
+    ("schema.table"), [] when everything was there. Raises PostgresStoreError."""
+    _check_schema_name(schema)
+    target = _Target.parse(url)
+    conninfo = target.conninfo(connect_timeout=max(2, round(connect_timeout)))
+    try:
+        with psycopg.connect(conninfo, autocommit=True, prepare_threshold=None) as conn:
+            return _create_tables(conn, schema)
+    except psycopg.OperationalError as exc:
+        message = target.redact(f"{type(exc).__name__}: {exc}")
+        raise StoreUnavailableError(f"{target.description}: {message}") from exc
+    except psycopg.Error as exc:
+        message = target.redact(f"{type(exc).__name__}: {exc}")
+        raise PostgresStoreError(
+            f"creating {schema}.{', '.join(TABLES)} in {target.description} failed: {message}"
+        ) from exc
+
+
+# ---------------------------------------------------------------------------------- store
+
+
+class PostgresStore:
+    """Claims in PostgreSQL tables, shared by every replica; and transactional completion.
+
+    Atomicity comes from single statements and row locks: a claim is one `INSERT ... ON
+    CONFLICT DO UPDATE ... WHERE expired`; release, renew and the take-over of a dead owner's
+    claim compare the owner token in their WHERE (compare-and-set), so a replica never acts
+    on a claim that lapsed and was taken by another. No advisory locks (they belong to a
+    server session, which a transaction-pooling PgBouncer does not keep for a client).
+
+    `transaction(key)` runs the caller's statements and the key's completion in one
+    transaction, so a handler's effects and its completion commit together or not at all.
+
+    PgBouncer: session pooling and transaction pooling both work. The store keeps nothing in
+    a server session: every operation is one autocommit statement or one explicit
+    transaction (locks and all inside it), it never runs SET, LISTEN, temporary tables or
+    advisory locks, and statements are never prepared (`prepare_threshold=None`: psycopg
+    would otherwise prepare a statement run 5 times on a connection, and the next
+    transaction may run on another server connection that lacks it). Statement pooling does
+    not work for `transaction()` (it refuses multi-statement transactions). The statement
+    timeout is sent as the `options` startup parameter (`-c statement_timeout=...`), which
+    PgBouncer 1.20+ accepts once `statement_timeout` is in its `track_extra_parameters`;
+    otherwise pass `statement_timeout=None` and set it on the role (`ALTER ROLE ... SET
+    statement_timeout = '10s'`).
+
+    Failures raise, never hang: `connect_timeout` bounds a connection attempt,
+    `statement_timeout` a statement (also the caller's inside `transaction()`),
+    `network_timeout` a connection whose peer vanished (TCP user timeout and keepalives), and
+    `pool_timeout` the wait for a free connection; connection errors raise
+    StoreUnavailableError. Pooled connections are checked before use, so after a server
+    restart the first call succeeds once the server is back.
+
+    claim_ttl / completed_ttl: as for the other stores. schema: where the tables live.
+    create: create missing tables on first use (False: raise SchemaMissingError; run
+        `migrate` first). min_size / max_size: the connection pool; give `max_size` at least
+        the number of workers that run transactional handlers at once.
+    cleanup_interval: seconds between background deletions of expired rows (None: none; call
+        `cleanup()` yourself), each round `cleanup_max_batches` DELETEs of `cleanup_batch` rows.
+    clock: None for the database server's clock (the default, one clock for every replica);
+        a callable for tests that move time by hand.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        claim_ttl: float = DEFAULT_CLAIM_TTL,
+        completed_ttl: float = DEFAULT_COMPLETED_TTL,
+        schema: str = DEFAULT_SCHEMA,
+        create: bool = True,
+        min_size: int = 1,
+        max_size: int = 10,
+        pool_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        statement_timeout: float | None = 10.0,
+        network_timeout: float = 30.0,
+        cleanup_interval: float | None = CLEANUP_INTERVAL,
+        cleanup_batch: int = CLEANUP_BATCH,
+        cleanup_max_batches: int = CLEANUP_MAX_BATCHES,
+        application_name: str = "vod-events",
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.schema = _check_schema_name(schema)
+        self.claim_ttl = claim_ttl
+        self.completed_ttl = completed_ttl
+        self.create = create
+        self.cleanup_batch = cleanup_batch
+        self.cleanup_max_batches = cleanup_max_batches
+        self.clock = clock
+        self._target = _Target.parse(url)
+        self.where = self._target.description
+        self._q = _Statements.for_schema(schema)
+        self._held = _HeldClaims()
+        self._schema_lock = threading.Lock()
+        self._schema_ready = False
+        self._log = structlog.get_logger("vod_events.postgres_store")
+        options = (
+            f"-c statement_timeout={round(statement_timeout * 1000)}"
+            if statement_timeout is not None
+            else None
+        )
+        conninfo = self._target.conninfo(
+            connect_timeout=max(2, round(connect_timeout)),  # libpq: whole seconds, 2 at least
+            options=options,
+            application_name=application_name,
+            tcp_user_timeout=round(network_timeout * 1000),
+            keepalives=1,
+            keepalives_idle=max(1, round(network_timeout / 3)),
+            keepalives_interval=max(1, round(network_timeout / 9)),
+            keepalives_count=3,
+        )
+        self._pool: ConnectionPool[Connection] = ConnectionPool(
+            conninfo,
+            kwargs={"autocommit": True, "prepare_threshold": None},
+            min_size=min_size,
+            max_size=max(max_size, min_size, 1),
+            timeout=pool_timeout,
+            check=ConnectionPool.check_connection,
+            name="vod-events-dedupe",
+            open=False,
+        )
+        self._pool.open(wait=False)  # connects in the background: a down server raises later
+        self._closed = threading.Event()
+        self._cleaner: threading.Thread | None = None
+        if cleanup_interval is not None:
+            self._cleaner = threading.Thread(
+                target=self._clean_periodically,
+                args=(cleanup_interval,),
+                name="vod-events-dedupe-cleanup",
+                daemon=True,
+            )
+            self._cleaner.start()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.where!r}, schema={self.schema!r})"
+
+    # ------------------------------------------------------------------- plumbing
+
+    def _now(self) -> float | None:
+        return None if self.clock is None else self.clock()
+
+    def _error(self, what: str, exc: BaseException) -> PostgresStoreError:
+        message = self._target.redact(f"{type(exc).__name__}: {exc}".strip())
+        if isinstance(exc, errors.UndefinedTable | errors.InvalidSchemaName):
+            self._schema_ready = False  # dropped under us: look (and maybe create) again
+            return SchemaMissingError(
+                f"{what}: the table {self.schema}.idempotency is missing in {self.where}"
+                f" ({message}); run `vod-events dedupe migrate` or allow creating it"
+            )
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+            return StoreUnavailableError(f"{what}: PostgreSQL at {self.where}: {message}")
+        return PostgresStoreError(f"{what}: PostgreSQL at {self.where}: {message}")
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """psycopg's errors, as this module's (the password redacted)."""
+        try:
+            yield
+        except PostgresStoreError:
+            raise
+        except psycopg.Error as exc:
+            raise self._error(what, exc) from exc
+
+    @contextlib.contextmanager
+    def _connection(self, what: str) -> Iterator[Connection]:
+        """A pooled autocommit connection, the schema checked first."""
+        self._ensure_schema()
+        with self._errors(what), self._pool.connection() as conn:
+            yield conn
+
+    def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            with self._errors("checking the schema"), self._pool.connection() as conn:
+                if self.create:
+                    _create_tables(conn, self.schema)
+                elif missing := _missing_tables(conn, self.schema):
+                    raise SchemaMissingError(
+                        f"the table {self.schema}.{missing[0]} is missing in {self.where}"
+                        " and this store may not create it (create=False): run"
+                        " `vod-events dedupe migrate` (vod_events.postgres_store.migrate)"
+                    )
+            self._schema_ready = True
+
+    # ------------------------------------------------------------- the protocol
+
+    def claim(self, key: str) -> Claim:
+        for _ in range(3):  # the row can lapse or go between the INSERT and the look: again
+            token = self._held.tokens.new()
+            args = {"key": key, "owner": token, "ttl": self.claim_ttl, "now": self._now()}
+            with self._connection("claiming a key") as conn:
+                if conn.execute(self._q.claim, args).fetchone() is not None:
+                    self._held.add(key, token)
+                    return Claim(ClaimState.CLAIMED)
+                row = conn.execute(self._q.look, args).fetchone()
+            if row is None or row[2] <= 0:
+                continue
+            state, owner, left = row
+            if state == _COMPLETED:
+                return Claim(ClaimState.COMPLETED)
+            if self._held.tokens.owner_is_dead(owner):
+                with self._connection("taking over a dead owner's claim") as conn:
+                    if conn.execute(self._q.take_over, {**args, "old": owner}).rowcount == 1:
+                        self._held.add(key, token)
+                        return Claim(ClaimState.CLAIMED)
+                continue
+            return self._held.in_progress(key, owner, float(left), 0.0)
+        return Claim(ClaimState.IN_PROGRESS, 1.0)
+
+    def complete(self, key: str) -> None:
+        def write() -> None:
+            with self._connection("recording a completion") as conn:
+                args = {"key": key, "ttl": self.completed_ttl, "now": self._now()}
+                conn.execute(self._q.complete, args)
+
+        _complete(self._held, key, write)
+
+    def release(self, key: str) -> None:
+        token = self._held.pop(key)
+        if token is None:
+            return  # not ours: nothing to release
+        with self._connection("releasing a claim") as conn:
+            conn.execute(self._q.release, {"key": key, "owner": token})
+
+    def renew(self) -> None:
+        held = self._held.items()
+        if not held:
+            return
+        args = {
+            "keys": [key for key, _ in held],
+            "owners": [token for _, token in held],
+            "ttl": self.claim_ttl,
+            "now": self._now(),
+        }
+        with self._connection("renewing claims") as conn:
+            conn.execute(self._q.renew, args)
+
+    def wait_for(self, key: str, timeout: float) -> bool:
+        return self._held.wait_for(key, timeout)
+
+    def count_deferral(self, message_id: str) -> int:
+        args = {"id": message_id, "ttl": self.completed_ttl, "now": self._now()}
+        with self._connection("counting a deferral") as conn:
+            row = conn.execute(self._q.count_deferral, args).fetchone()
+        assert row is not None  # INSERT ... RETURNING always returns the row
+        return int(row[0])
+
+    def deferrals(self, message_id: str) -> int:
+        with self._connection("reading deferrals") as conn:
+            row = conn.execute(self._q.deferrals, {"id": message_id, "now": self._now()}).fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._cleaner is not None and self._cleaner is not threading.current_thread():
+            self._cleaner.join(10)
+        self._pool.close(timeout=5)
+
+    # ------------------------------------------------- transactional completion
+
+    @contextlib.contextmanager
+    def transaction(self, key: str) -> Iterator[Connection]:
+        """A connection inside a transaction that also records `key` as completed.
+
+        Claim `key` first. The block runs its statements on the connection; on normal exit
+        the key's row is locked (`SELECT ... FOR UPDATE`) and, if this store still owns the
+        claim, marked completed in the same transaction, which then commits: the block's
+        effects and the completion are durable together, or (an exception, a crash, a
+        SIGKILL at any instant) neither is. An exception in the block rolls everything back
+        and propagates; so does ClaimLostError when the claim is no longer this store's
+        (the claim lapsed and another replica took it). Either way, `release(key)` the
+        claim afterwards, as after any failed handler. Do not commit inside the block
+        (psycopg refuses); `conn.transaction()` inside it makes a savepoint.
+
+        The row is locked only at the end, so the claim's renewals are never kept waiting by
+        a long block. Database errors of the store's own statements raise
+        PostgresStoreError; an error on COMMIT leaves the outcome unknown to this process
+        (the key is then completed or still claimed, never half done).
+        """
+        token = dict(self._held.items()).get(key)
+        if token is None:
+            raise ClaimLostError(f"transaction({key!r}): this store holds no claim on it")
+        self._ensure_schema()
+        with self._errors("opening a transaction"):
+            conn = self._pool.getconn()
+        in_block = False
+        try:
+            with conn.transaction():
+                in_block = True
+                yield conn
+                in_block = False
+                self._complete_locked(conn, key, token)
+        except psycopg.Error as exc:
+            if in_block:
+                raise  # the caller's own statements: their errors, untouched
+            raise self._error("committing a transaction", exc) from exc
+        finally:
+            self._pool.putconn(conn)
+        self._held.pop(key)
+
+    def _complete_locked(self, conn: Connection, key: str, token: str) -> None:
+        """Inside the transaction: the key's row locked, completed if still ours."""
+        row = conn.execute(self._q.lock, {"key": key}).fetchone()
+        if row is None or row[0] != _IN_PROGRESS or row[1] != token:
+            if row is None:
+                now = "its claim lapsed and its row is gone"
+            elif row[0] == _COMPLETED:
+                now = "it was completed by another holder"
+            else:
+                now = "another store holds it now"
+            raise ClaimLostError(
+                f"transaction({key!r}): the claim is no longer this store's ({now}); rolled back"
+            )
+        conn.execute(
+            self._q.complete_locked, {"key": key, "ttl": self.completed_ttl, "now": self._now()}
+        )
+
+    # ------------------------------------------------------------- health, cleanup
+
+    def ping(self, timeout: float | None = None) -> None:
+        """Raise PostgresStoreError unless the database answers and the tables are there
+        (for /readyz and `doctor`). Creates missing tables when the store may (`create`).
+        `timeout`: the longest wait for a connection (default: the pool's)."""
+        with self._errors("checking the database"), self._pool.connection(timeout) as conn:
+            missing = _missing_tables(conn, self.schema)
+        if missing:
+            with self._schema_lock:
+                self._schema_ready = False
+            self._ensure_schema()
+
+    def cleanup(self, *, batch: int | None = None, max_batches: int | None = None) -> int:
+        """Delete expired rows (completions, lapsed claims, deferral counts): at most `batch`
+        rows per statement, each its own short transaction, at most `max_batches` statements
+        per table. The number of rows deleted."""
+        batch = batch or self.cleanup_batch
+        max_batches = max_batches or self.cleanup_max_batches
+        deleted = 0
+        for statement in self._q.cleanup:
+            for _ in range(max_batches):
+                with self._connection("deleting expired rows") as conn:
+                    count = conn.execute(statement, {"limit": batch, "now": self._now()}).rowcount
+                deleted += count
+                if count < batch:
+                    break
+        return deleted
+
+    def _clean_periodically(self, interval: float) -> None:
+        while not self._closed.wait(interval):
+            started = time.monotonic()
+            try:
+                deleted = self.cleanup()
+            except PostgresStoreError as exc:
+                self._log.warning("deleting expired idempotency rows failed", error=str(exc))
+                continue
+            if deleted:
+                self._log.debug(
+                    "deleted expired idempotency rows",
+                    rows=deleted,
+                    seconds=round(time.monotonic() - started, 3),
+                )
