@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import itertools
 import json
 import threading
@@ -218,7 +219,8 @@ class AIJobBook:
         media_id = params["MediaId"]
         created = []
         for kind in params.get("Types", "AIVideoTag").split(","):
-            job_id = f"{next(self.numbers):04d}{kind.lower()}"
+            seed = f"{media_id}/{kind}/{next(self.numbers)}".encode()
+            job_id = hashlib.sha1(seed).hexdigest()[:32]  # 32 hex digits, as VOD's
             outcome = FAIL if media_id.startswith("fail-") else SUCCESS
             self.add(job_id, type=kind, media_id=media_id, polls=self.polls, outcome=outcome)
             created.append({"JobId": job_id, "MediaId": media_id, "Type": kind})

@@ -57,6 +57,8 @@ DEFAULT_REGION = "cn-shanghai"
 MAX_EXTEND_BYTES = 512  # VOD passes UserData.Extend through to the events, up to this size
 MAX_IDS_PER_CALL = 10  # ListAIJob's limit on JobIds
 TIMEOUT_MS = 10_000  # connect and read timeout of each API call
+FIRST_POLL_INTERVAL = 2.0  # wait_for_jobs: seconds between its first two rounds of calls...
+MAX_POLL_INTERVAL = 30.0  # ... growing up to this
 
 AIResult = VideoTagResult | MediaDnaResult | MediaAuditResult
 
@@ -210,9 +212,9 @@ class PollPolicy:
     service asked for if longer, then asks again.
     """
 
-    first_interval: float = 2.0
+    first_interval: float = FIRST_POLL_INTERVAL
     factor: float = 1.5
-    max_interval: float = 30.0
+    max_interval: float = MAX_POLL_INTERVAL
     call_spacing: float = 0.5
     throttle: ExponentialBackoff = field(
         default_factory=lambda: ExponentialBackoff(initial=1.0, maximum=30.0)
@@ -381,7 +383,7 @@ def list_ai_jobs(
     ListAIJob takes at most 10 ids, so more are asked in several calls. An id VOD does not
     know is reported with status ``not_found``.
     """
-    ids = _job_ids(job_ids)
+    ids = job_ids_of(job_ids)
     client = _client(region, endpoint, credentials)
     found: dict[str, AIJob] = {}
     for chunk in _chunks(ids, MAX_IDS_PER_CALL):
@@ -416,7 +418,7 @@ def wait_for_jobs(
     on_progress: called with the state so far after every answer.
     clock, sleep: the monotonic clock and the sleep used for every wait (tests pass fakes).
     """
-    ids = _job_ids(job_ids)
+    ids = job_ids_of(job_ids)
     if not (math.isfinite(timeout) and timeout > 0):
         raise AIJobInputError(f"timeout must be a positive number of seconds, got {timeout!r}")
     policy = policy if policy is not None else PollPolicy()
@@ -470,8 +472,8 @@ def wait_for_jobs(
         sleep(min(policy.interval(round_number), left))
 
 
-def _job_ids(job_ids: Iterable[str]) -> list[str]:
-    """The distinct ids, in order, blanks dropped; at least one."""
+def job_ids_of(job_ids: Iterable[str]) -> list[str]:
+    """The distinct ids, in order, blanks dropped; at least one (else AIJobInputError)."""
     ids = list(dict.fromkeys(i.strip() for i in job_ids if i.strip()))
     if not ids:
         raise AIJobInputError("at least one job id is required")
