@@ -208,6 +208,26 @@ def test_a_timeout_exits_124_listing_the_jobs_still_running(vod: FakeVod, book: 
     assert len(vod.job_ids_asked()) >= 2
 
 
+def test_a_result_that_cannot_be_read_exits_1_and_keeps_the_data(
+    vod: FakeVod, book: AIJobBook
+) -> None:
+    book.add("dna-1", type="AIMediaDNA", data='{"VideoDNA": "not a list"}')
+
+    done = run(vod, "ai-jobs", "dna-1", "--wait")
+
+    assert done.code == 1
+    assert done.err == (
+        "vod-events ai-jobs: job dna-1 (AIMediaDNA) succeeded, but its result is unreadable: "
+        "VideoDNA is a string, not a list\n"
+    )
+    [line] = done.lines()
+    assert (line["status"], line["result"], line["data"]) == (
+        "success",
+        None,
+        '{"VideoDNA": "not a list"}',
+    )
+
+
 def test_an_unknown_job_id_exits_1_at_once(vod: FakeVod, book: AIJobBook) -> None:
     book.add("tag-1", polls=10)
 

@@ -149,6 +149,11 @@ def wait_and_print(
     stdout: one JSON line per finished job (``job_record``), in the order of the ids, once the
     waiting is over. stderr: the progress when it is a terminal; else only what went wrong -
     a failed job (its code and message), an unknown id, the jobs still running.
+
+    Exit codes: 0 every job succeeded; 1 one failed, VOD did not know an id (which stops the
+    wait at once) or a result could not be read - whether or not others were still running -
+    or the service refused; 124 the time ran out with jobs still running; 130 interrupted;
+    2 invalid arguments, nothing sent.
     """
     try:
         timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT
