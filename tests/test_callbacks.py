@@ -13,15 +13,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from callback_client import CALLBACK_URL, KEY, Receiver, Reply, callback_config, signed_headers
 from helpers import Harness, event_body, wait_for
 from service_process import Daemon
 
-from vod_events.config import Config, from_dict
 from vod_events.errors import ConfigError
 from vod_events.events import AIVideoTagComplete, VodEvent
 from vod_events.mns_server import LocalMNSServer
@@ -37,8 +36,6 @@ from vod_events.service.http_callbacks import (
 from vod_events.transports.mns import MNSTransport
 
 SAMPLES = Path(__file__).resolve().parent.parent / "vod_events" / "samples"
-CALLBACK_URL = "https://vod-hooks.example.com/vod/callback"  # what VOD signs (behind a proxy)
-KEY = "current-auth-key"
 
 
 def test_signature_matches_the_reference_example() -> None:
@@ -106,72 +103,6 @@ def test_signature_for_another_url_is_rejected() -> None:
 
 
 # --- over HTTP -------------------------------------------------------------------------------
-
-
-@dataclass
-class Reply:
-    status: int
-    text: str
-
-
-@dataclass
-class Receiver:
-    """A started callback server with recording handlers."""
-
-    server: CallbackServer
-    dead_letter_dir: Path
-    handled: list[tuple[VodEvent, HandlerContext]] = field(default_factory=list)
-
-    def post(
-        self,
-        body: bytes | str,
-        headers: dict[str, str] | None = None,
-        *,
-        path: str | None = None,
-        method: str = "POST",
-    ) -> Reply:
-        host, port = self.server.address
-        connection = http.client.HTTPConnection(host, port, timeout=10)
-        try:
-            data = body.encode() if isinstance(body, str) else body
-            connection.request(
-                method, path or self.server.settings.path, body=data, headers=headers or {}
-            )
-            response = connection.getresponse()
-            return Reply(response.status, response.read().decode())
-        finally:
-            connection.close()
-
-    def post_signed(self, body: bytes | str, key: str = KEY) -> Reply:
-        return self.post(body, signed_headers(key))
-
-    def dead_letters(self) -> list[dict[str, Any]]:
-        return [json.loads(p.read_text()) for p in sorted(self.dead_letter_dir.glob("[0-9]*.json"))]
-
-
-def signed_headers(key: str = KEY, timestamp: int | None = None) -> dict[str, str]:
-    stamp = str(int(time.time()) if timestamp is None else timestamp)
-    return {"X-VOD-TIMESTAMP": stamp, "X-VOD-SIGNATURE": sign(CALLBACK_URL, stamp, key)}
-
-
-def callback_config(tmp_path: Path, **http_callback: Any) -> Config:
-    section = {
-        "listen": "127.0.0.1:0",
-        "callback_url": CALLBACK_URL,
-        "auth_keys": [KEY],
-        **http_callback,
-    }
-    return from_dict(
-        {
-            "mns": {"endpoint": "http://127.0.0.1:9"},  # never contacted
-            "http_callback": section,
-            "dedupe": {"backend": "sqlite", "path": str(tmp_path / "dedupe.sqlite3")},
-            "dead_letter": {"dir": str(tmp_path / "dead-letters")},
-            "retry": {"attempts": 2, "initial_wait": 0.01, "max_wait": 0.01},
-        },
-        "test.toml",
-        {},
-    )
 
 
 Start = Callable[..., tuple[Receiver, Router]]

@@ -94,20 +94,32 @@ def build_processor(
     stopping: threading.Event | None = None,
     source: str | None = None,
     context_source: ContextSource = "mns",
+    store: IdempotencyStore | None = None,
+    own_claim_wait: float | None = None,
 ) -> Processor:
+    """The pipeline for one path (the queue, or HTTP callbacks).
+
+    store: an idempotency store to share with another path's processor (so both meet the
+        same claims, with any backend, and whoever renews that store's claims renews both
+        paths'); None builds a new one from `[dedupe]`.
+    own_claim_wait: `Processor.own_claim_wait`; None keeps the Processor's default.
+    """
     r = config.retry
-    return Processor(
+    processor = Processor(
         router or build_router(config),
         stats=stats or Stats(),
         stopping=stopping or threading.Event(),
         source=source or config.mns.queue,
-        store=build_store(config),
+        store=build_store(config) if store is None else store,
         dead_letters=build_dead_letters(config, connect),
         retry=RetryPolicy(r.attempts, r.max_seconds, r.initial_wait, r.max_wait),
         redelivery=RedeliveryBackoff(r.redelivery_initial, r.redelivery_max),
         max_deliveries=config.consumer.max_deliveries,
         context_source=context_source,
     )
+    if own_claim_wait is not None:
+        processor.own_claim_wait = own_claim_wait
+    return processor
 
 
 def build_consumer(
