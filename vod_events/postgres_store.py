@@ -29,7 +29,7 @@ import structlog
 from psycopg import errors, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from vod_events.dedupe import (
     DEFAULT_CLAIM_TTL,
@@ -73,9 +73,10 @@ class ClaimLostError(PostgresStoreError):
 # ---------------------------------------------------------------------- URLs and secrets
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class _Target:
-    """A database URL, parsed once: the conninfo to connect with and a safe description."""
+    """A database URL, parsed once: the conninfo to connect with and a safe description.
+    Its repr is the description: the password never reaches a log or a traceback."""
 
     params: dict[str, Any]
     secrets: tuple[str, ...]  # the password as written in the URL and as decoded
@@ -101,6 +102,9 @@ class _Target:
         host = str(p.get("host") or p.get("hostaddr") or "localhost")
         port = f":{p['port']}" if p.get("port") else ""
         return f"postgresql://{user}{host}{port}/{p.get('dbname') or ''}"
+
+    def __repr__(self) -> str:
+        return f"_Target({self.description!r})"
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
@@ -349,7 +353,7 @@ class PostgresStore:
         create: bool = True,
         min_size: int = 1,
         max_size: int = 10,
-        pool_timeout: float = 10.0,
+        pool_timeout: float = 5.0,
         connect_timeout: float = 5.0,
         statement_timeout: float | None = 10.0,
         network_timeout: float = 30.0,
@@ -394,6 +398,10 @@ class PostgresStore:
             min_size=min_size,
             max_size=max(max_size, min_size, 1),
             timeout=pool_timeout,
+            # The pool retries a failed connection with a growing delay (1, 2, 4 ... s) and
+            # one attempt at a time: after a long outage the next try could be minutes away.
+            # Giving up early lets the next caller start a fresh attempt at once.
+            reconnect_timeout=max(pool_timeout, connect_timeout),
             check=ConnectionPool.check_connection,
             name="vod-events-dedupe",
             open=False,
@@ -425,6 +433,11 @@ class PostgresStore:
             return SchemaMissingError(
                 f"{what}: the table {self.schema}.idempotency is missing in {self.where}"
                 f" ({message}); run `vod-events dedupe migrate` or allow creating it"
+            )
+        if isinstance(exc, PoolTimeout):
+            return StoreUnavailableError(
+                f"{what}: no connection to PostgreSQL at {self.where} ({message}): the server"
+                " is down or unreachable, or every pooled connection is busy (max_size)"
             )
         if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
             return StoreUnavailableError(f"{what}: PostgreSQL at {self.where}: {message}")
