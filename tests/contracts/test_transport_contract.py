@@ -40,23 +40,9 @@ NO_SUCH_HANDLE = "no-such-handle"
 # (test function, transport) -> how that transport differs from the contract the test states.
 DIFFERENCES: dict[tuple[str, str], str] = {
     (
-        "test_a_crlf_in_a_body_arrives_as_lf",
-        "memory",
-    ): "MNS bodies travel as XML text, whose end-of-line handling turns CR LF into LF; "
-    "the fake delivers the body byte for byte",
-    (
         "test_an_empty_property_value_round_trips",
         "mns",
     ): "the SDK's reply decoder drops a user property whose <Value> is empty",
-    (
-        "test_requests_out_of_the_services_ranges_are_refused",
-        "memory",
-    ): "the fake accepts any count, wait, handle list, visibility and body; MNS refuses "
-    "them with InvalidArgument, VisibilityTimeoutInvalid or MessageBodyInvalid",
-    (
-        "test_an_interrupted_transport_refuses_every_later_call",
-        "memory",
-    ): "after interrupt() the fake refuses only receive; MNSTransport refuses every call",
 }
 
 

@@ -1,13 +1,17 @@
 """The queue contract the consumer is written against.
 
-Two implementations exist: `mns_transport.MNSTransport` (the real service through
-aliyun-mns-sdk) and `memory_transport.MemoryTransport` (an in-process fake for unit tests).
-Both keep to the MNS semantics the consumer relies on:
+Two implementations exist: `transports.mns.MNSTransport` (the real service through
+aliyun-mns-sdk) and `transports.memory.MemoryTransport` (an in-process fake for unit tests),
+held to the same tests by tests/contracts/test_transport_contract.py. Both keep to the MNS
+semantics the consumer relies on:
 
 - `receive` returns at most `max_messages` messages and makes them invisible for the queue's
   visibility timeout; an empty queue is an empty list, never an exception.
 - every receive and every `change_visibility` issues a NEW receipt handle; older ones are dead.
 - `delete` reports per-handle failures instead of raising for them.
+- values outside the service's ranges (below) are refused with a TransportError.
+- every call returns or raises within a bounded time: a peer that stops answering is a
+  TransportError after a timeout (`MNSTransport`'s `Timeouts`), never a call blocked forever.
 
 One transport instance is used by one thread only (the SDK connection is not thread-safe):
 `TransportFactory` makes a new one per thread.
@@ -18,6 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+# The service's ranges (requests outside them are refused).
+MAX_MESSAGES = 16  # messages per batch receive, handles per batch delete
+MAX_WAIT_SECONDS = 30  # a receive's long poll
+MAX_VISIBILITY_SECONDS = 43_200  # change_visibility: 0 .. 12 hours
+MAX_BODY_BYTES = 65_536  # a queue's largest MaximumMessageSize (UTF-8 bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +102,7 @@ class Transport(Protocol):
     """One thread's connection to one queue."""
 
     queue_name: str
+    endpoint: str  # where the queue lives, for messages and logs: never holds a secret
 
     def queue_info(self) -> QueueInfo:
         """The queue's attributes. Raises FatalTransportError if it does not exist."""

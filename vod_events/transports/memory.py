@@ -2,8 +2,10 @@
 
 Unit tests of the consumer run against it: it has the semantics that matter (visibility
 timeouts, a new receipt handle on every receive and visibility change, DequeueCount, long
-polling that wakes when a message arrives, per-handle batch-delete failures) and none of the
-network. It can also be told to fail, to exercise the consumer's error paths.
+polling that wakes when a message arrives, per-handle batch-delete failures, the service's
+ranges, bodies and properties as XML delivers them, a transport dead after `interrupt`) and
+none of the network. It can also be told to fail, to exercise the consumer's error paths.
+tests/contracts/test_transport_contract.py holds it to the same tests as MNSTransport.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vod_events.transports import (
+    MAX_BODY_BYTES,
+    MAX_MESSAGES,
+    MAX_VISIBILITY_SECONDS,
+    MAX_WAIT_SECONDS,
     DeleteFailure,
     FatalTransportError,
     MessageGone,
@@ -22,6 +28,17 @@ from vod_events.transports import (
     ReceivedMessage,
     TransportError,
 )
+
+
+def _as_xml_delivers(text: str) -> str:
+    """MNS carries bodies and properties as XML text, whose end-of-line handling turns
+    CR LF, and a CR alone, into LF."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _check_range(name: str, value: int, low: int, high: int, code: str = "InvalidArgument") -> None:
+    if not low <= value <= high:
+        raise TransportError(f"{code}: {name} should be between {low} and {high}", code=code)
 
 
 @dataclass(slots=True)
@@ -65,7 +82,10 @@ class MemoryBroker:
         with self.lock:
             message_id = f"M{next(self._ids):08X}"
             self.queues[queue].messages[message_id] = _Stored(
-                message_id, body, int(time.time() * 1000), dict(properties or {})
+                message_id,
+                _as_xml_delivers(body),
+                int(time.time() * 1000),
+                {name: _as_xml_delivers(value) for name, value in (properties or {}).items()},
             )
             self.lock.notify_all()
             return message_id
@@ -96,6 +116,8 @@ class MemoryBroker:
 class MemoryTransport:
     """`Transport` over a `MemoryBroker` queue."""
 
+    endpoint = "memory://"
+
     def __init__(self, broker: MemoryBroker, queue_name: str) -> None:
         self.broker = broker
         self.queue_name = queue_name
@@ -106,6 +128,8 @@ class MemoryTransport:
         pending = self.broker.failures.get(operation)
         if pending:
             raise pending.pop(0)
+        if self._interrupted:  # like MNSTransport, whose connection is gone
+            raise TransportError("network error: transport interrupted", code="NetWorkException")
         try:
             return self.broker.queues[self.queue_name]
         except KeyError:
@@ -130,12 +154,12 @@ class MemoryTransport:
             )
 
     def receive(self, max_messages: int, wait_seconds: int) -> list[ReceivedMessage]:
+        _check_range("numOfMessages", max_messages, 1, MAX_MESSAGES)
+        _check_range("waitseconds", wait_seconds, 0, MAX_WAIT_SECONDS)
         deadline = time.monotonic() + wait_seconds
         with self.broker.lock:
             while True:
                 queue = self._queue("receive")
-                if self._interrupted:
-                    raise TransportError("interrupted")
                 now = time.monotonic()
                 ready = [m for m in queue.messages.values() if m.visible_at <= now]
                 if ready:
@@ -172,6 +196,7 @@ class MemoryTransport:
         return None
 
     def delete(self, receipt_handles: Sequence[str]) -> list[DeleteFailure]:
+        _check_range("the count of receipt handles", len(receipt_handles), 1, MAX_MESSAGES)
         failures = []
         with self.broker.lock:
             queue = self._queue("delete")
@@ -185,6 +210,9 @@ class MemoryTransport:
         return failures
 
     def change_visibility(self, receipt_handle: str, seconds: int) -> tuple[str, int]:
+        _check_range(
+            "visibility timeout", seconds, 0, MAX_VISIBILITY_SECONDS, "VisibilityTimeoutInvalid"
+        )
         with self.broker.lock:
             queue = self._queue("change_visibility")
             stored = self._by_handle(queue, receipt_handle)
@@ -196,6 +224,9 @@ class MemoryTransport:
             return stored.handle, int(time.time() * 1000) + seconds * 1000
 
     def send(self, body: str, properties: Mapping[str, str] | None = None) -> str:
+        if not body:
+            raise TransportError("MessageBodyInvalid: empty body", code="MessageBodyInvalid")
+        _check_range("the body's size in bytes", len(body.encode()), 1, MAX_BODY_BYTES)
         with self.broker.lock:
             self._queue("send")
         return self.broker.put(self.queue_name, body, properties)
