@@ -1,5 +1,6 @@
 """The MNS adapter's own receive path: the fast reply reader agrees with the SDK's decoder,
-and leaves anything unusual to it.
+and leaves anything unusual to it. Its timeouts: a peer that accepts and never answers, over
+http and https, fails each call after its timeout instead of blocking it forever.
 
 What MNSTransport must do as a `Transport` (bodies and properties round-trip, receipt
 handles, long polls, interrupt...) is the contract suite's, run against the real SDK and
@@ -7,7 +8,9 @@ the local server: tests/contracts/test_transport_contract.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,12 +18,14 @@ from alibabacloud_credentials.client import Client as CredentialClient
 from alibabacloud_credentials.models import Config as CredentialConfig
 from alibabacloud_credentials.provider.profile import ProfileCredentialsProvider
 from mns.mns_xml_handler import BatchRecvMessageDecoder
+from netfaults import SilentPeer, server_context, tls_files
 
 from vod_events.mns_server import LocalMNSServer
 from vod_events.transports import FatalTransportError, TransportError
 from vod_events.transports.mns import (
     BATCH_SIZE,
     MNSTransport,
+    Timeouts,
     Unreachable,
     _plain_messages,
     _received,
@@ -149,3 +154,107 @@ def test_a_credential_client_that_finds_nothing_is_fatal(
         transport.send("never sent")
     assert caught.value.code == "CredentialsUnavailable"
     assert "default credential chain" in str(caught.value)
+
+
+# ------------------------------------------------------------------------------ timeouts
+
+SHORT = Timeouts(call=0.5, poll_margin=0.5)
+SECRET = "timeout-secret-DO-NOT-LOG"
+
+
+def outcome_within(call: Callable[[], object], limit: float) -> BaseException | None:
+    """What `call` raised (None: it returned), failing the test if it blocks past `limit`."""
+    caught: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            caught.append(exc)
+        else:
+            caught.append(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(limit)
+    assert not thread.is_alive(), f"the call still blocks after {limit} s"
+    return caught[0]
+
+
+@pytest.fixture(params=["http", "https", "https-no-handshake"])
+def silent(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[SilentPeer]:
+    """A peer that accepts connections and never answers: plain, over TLS after the
+    handshake (its certificate trusted), and over TLS without even the handshake."""
+    if request.param == "http":
+        peer = SilentPeer()
+    else:
+        cert, key = tls_files(tmp_path)
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # read by the SDK's default context
+        peer = SilentPeer(server_context(cert, key), handshake=request.param == "https")
+    with peer:
+        yield peer
+
+
+CALLS: dict[str, Callable[[MNSTransport], object]] = {
+    "queue_info": lambda t: t.queue_info(),
+    "receive": lambda t: t.receive(16, 1),
+    "send": lambda t: t.send("body"),
+    "delete": lambda t: t.delete(["handle"]),
+    "change_visibility": lambda t: t.change_visibility("handle", 30),
+}
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_a_silent_peer_fails_each_call_after_its_timeout(silent: SilentPeer, call: str) -> None:
+    transport = MNSTransport(
+        silent.endpoint, "q", access_key_id="k", access_key_secret=SECRET, timeouts=SHORT
+    )
+    started = time.monotonic()
+    error = outcome_within(lambda: CALLS[call](transport), limit=15)
+    elapsed = time.monotonic() - started
+    assert isinstance(error, Unreachable), repr(error)
+    assert silent.connections >= 1  # it did connect: the peer is silent, not absent
+    timeout = SHORT.receive(1) if call == "receive" else SHORT.call
+    assert str(error) == f"network error: no answer within {timeout:g} s"
+    assert SECRET not in str(error)
+    # A socket timeout per operation (connect, handshake, send, read), and the SDK may send
+    # once more on a fresh connection: a few timeouts at most, not a hang.
+    assert elapsed < 6 * timeout + 3
+
+
+def test_a_call_timed_out_on_a_slow_server_leaves_the_transport_usable(
+    server: LocalMNSServer,
+) -> None:
+    transport = MNSTransport(
+        server.endpoint, "q", access_key_id="k", access_key_secret="s", timeouts=SHORT
+    )
+    server.set_faults(latency_ms=3000)  # 1.5 s before the answer is even prepared
+    error = outcome_within(lambda: transport.send("slow"), limit=15)
+    assert isinstance(error, Unreachable)
+    assert "no answer within 0.5 s" in str(error)
+    server.set_faults(latency_ms=0)
+    message_id = transport.send("fast again")  # a new connection, the same transport
+    received = {m.message_id for m in transport.receive(16, 2)}
+    assert message_id in received
+
+
+def test_a_long_poll_gets_its_wait_plus_the_margin_not_the_call_timeout(
+    server: LocalMNSServer,
+) -> None:
+    transport = MNSTransport(
+        server.endpoint,
+        "q",
+        access_key_id="k",
+        access_key_secret="s",
+        timeouts=Timeouts(call=0.5, poll_margin=2.0),
+    )
+    started = time.monotonic()
+    assert transport.receive(16, 2) == []  # an empty queue: a full 2 s long poll, no timeout
+    assert time.monotonic() - started >= 1.5
+
+
+def test_the_endpoint_shown_never_holds_user_info() -> None:
+    transport = MNSTransport("https://user:pa55@127.0.0.1:9/", "q", access_key_secret=SECRET)
+    assert transport.endpoint == "https://127.0.0.1:9"

@@ -1,8 +1,11 @@
 """`Transport` over Alibaba Cloud MNS through the real aliyun-mns-sdk (1.3.x).
 
 This module is the only place that knows the SDK: its exception types, its `Message`
-objects, its not-thread-safe connection, and its Base64 default (turned off: VOD writes raw
-JSON, and the decoder detects Base64 itself).
+objects, its not-thread-safe connection, its Base64 default (turned off: VOD writes raw
+JSON, and the decoder detects Base64 itself), and its sockets, which have no timeout over
+https (`HTTPSConnection(host)`: the default, blocking forever) and 60 s over http. Every call
+here sets its own (`Timeouts`) on the connection before it starts: a peer that accepts and
+never answers costs a call its timeout, then it fails as `Unreachable`.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 from mns.account import Account
@@ -61,6 +66,22 @@ class Unreachable(TransportError):
     name did not resolve. The request may still have arrived (see TransportError)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long a call may wait on the network, in seconds, per socket operation (connect,
+    TLS handshake, each send and each read): a silent peer fails the call after this.
+
+    call: every request but the long poll.
+    poll_margin: a receive waits `wait_seconds` (the server answers by then) plus this.
+    """
+
+    call: float = 10.0
+    poll_margin: float = 10.0
+
+    def receive(self, wait_seconds: int) -> float:
+        return wait_seconds + self.poll_margin
+
+
 class MNSTransport:
     """One thread's connection to one MNS queue.
 
@@ -79,8 +100,11 @@ class MNSTransport:
         access_key_secret: str = "",
         security_token: str = "",
         credential_client: Any = None,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self.queue_name = queue_name
+        self.endpoint = display_endpoint(endpoint)
+        self.timeouts = timeouts or Timeouts()
         self._account = Account(
             endpoint,
             access_key_id,
@@ -109,7 +133,10 @@ class MNSTransport:
     def receive(self, max_messages: int, wait_seconds: int) -> list[ReceivedMessage]:
         try:
             messages: list[ReceivedMessage] = self._call(
-                self._batch_receive, max_messages, wait_seconds
+                self._batch_receive,
+                max_messages,
+                wait_seconds,
+                timeout=self.timeouts.receive(wait_seconds),
             )
         except MessageGone:  # MessageNotExist: the queue is empty, which is not an error
             return []
@@ -194,8 +221,25 @@ class MNSTransport:
     def close(self) -> None:
         self.interrupt()
 
-    def _call(self, method: Any, *args: Any, raw: bool = False) -> Any:
-        """Run an SDK call, translating its exceptions to the transport's."""
+    def _set_timeout(self, seconds: float) -> None:
+        """Make the SDK's connection wait at most `seconds` per socket operation: its next
+        connect (http: `connection_timeout`; https: http.client's `timeout`, also bounding
+        the TLS handshake) and the socket it holds, if any (a kept-alive connection)."""
+        conn = self._account.mns_client.http.conn
+        conn.timeout = seconds
+        conn.connection_timeout = seconds
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):  # closed under us by `interrupt`
+                sock.settimeout(seconds)
+
+    def _call(
+        self, method: Any, *args: Any, raw: bool = False, timeout: float | None = None
+    ) -> Any:
+        """Run an SDK call with a timeout (`Timeouts.call` unless given), translating its
+        exceptions to the transport's."""
+        seconds = self.timeouts.call if timeout is None else timeout
+        self._set_timeout(seconds)
         try:
             return method(*args)
         except MNSServerException as exc:
@@ -203,7 +247,14 @@ class MNSTransport:
                 raise
             raise _translate(exc) from exc
         except MNSClientNetworkException as exc:
-            raise Unreachable(f"network error: {exc.message}", code=exc.type) from exc
+            # The SDK keeps only the text of the socket's error; the error itself is the
+            # context of the SDK's.
+            detail = (
+                f"no answer within {seconds:g} s"
+                if isinstance(exc.__context__, TimeoutError)
+                else exc.message
+            )
+            raise Unreachable(f"network error: {detail}", code=exc.type) from exc
         except MNSExceptionBase as exc:
             error = FatalTransportError if exc.type in FATAL_CODES else TransportError
             raise error(f"{exc.type}: {exc.message}", code=exc.type) from exc
@@ -234,12 +285,24 @@ class _Interrupted:
     """Stands in for the SDK's HTTP connection after `interrupt`: every request fails."""
 
     sock = None
+    timeout: float | None = None
+    connection_timeout: float | None = None
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         raise ConnectionAbortedError("transport interrupted")
 
     def close(self) -> None:
         pass
+
+
+def display_endpoint(endpoint: str) -> str:
+    """`endpoint` for logs and messages: scheme, host and port only, never user info."""
+    try:
+        parts = urlsplit(endpoint)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<invalid endpoint>"
+    return f"{parts.scheme}://{parts.hostname or ''}{port}"
 
 
 def _translate(exc: MNSServerException) -> TransportError:
