@@ -159,15 +159,33 @@ def test_readyz_follows_start_first_receive_and_shutdown(harness: Make, serve: S
     assert get(f"{server.url}/healthz")[0::2] == (200, "shutting down\n")
 
 
-def test_readyz_waits_for_a_successful_receive(harness: Make, serve: Serve) -> None:
+def test_readyz_waits_for_a_successful_receive_and_says_why_not(
+    harness: Make, serve: Serve
+) -> None:
     h = harness()
     h.broker.fail_next("receive", TransportError("connection refused"), times=1000)
     server, health = serve(h)
     h.start()
     wait_for(lambda: h.stats.get("poll_errors") >= 1, what="a failed receive")
     status, _, body = get(f"{server.url}/readyz")
-    assert (status, body) == (503, "not connected: no receive has succeeded yet\n")
+    assert status == 503
+    assert body.startswith("queue 'vod-events' at memory:// failing for ")
+    assert body.endswith(" s: connection refused\n")
     assert not health.connected
+
+
+def test_readyz_turns_unready_while_receives_fail_and_ready_again_after(
+    harness: Make, serve: Serve
+) -> None:
+    h = harness()
+    server, _ = serve(h)
+    h.start()
+    wait_for(lambda: get(f"{server.url}/readyz")[0] == 200, what="ready")
+    h.broker.fail_next("receive", TransportError("connection reset"), times=3)
+    wait_for(lambda: get(f"{server.url}/readyz")[0] == 503, what="/readyz to fail")
+    assert "connection reset" in get(f"{server.url}/readyz")[2]
+    wait_for(lambda: get(f"{server.url}/readyz")[0] == 200, timeout=20, what="ready again")
+    assert h.stop() == 0
 
 
 def test_healthz_fails_when_pollers_stop_completing_receives(harness: Make, serve: Serve) -> None:

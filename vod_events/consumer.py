@@ -5,45 +5,61 @@
        └── free slots ◀────────────────────┤                       ▼
                                            ▼               change_visibility
                                       delete queue ──▶ deleters (BatchDelete ≤ 16, ≤ 50 ms)
-    heartbeat: extends the visibility of every in-flight message before it lapses
+    heartbeat (extenders): extend each in-flight message's visibility before it lapses
+    renewer: renew the idempotency claims every `renew_interval(store)`
 
 Threads and what they own:
 - Pollers (`pollers`) long-poll with BatchReceiveMessage for min(16, free slots) messages,
   so at most `workers + prefetch` messages are in flight, and poll again as soon as slots
   free up (a quarter of the capacity, at most 16, or any 50 ms after the first) — never
-  waiting for a whole batch (consumer lesson 1).
-- Workers (`workers`) run the `Processor` on one message at a time.
+  waiting for a whole batch (docs/design.md rule 1).
+- Workers (`workers`) run the `Processor` on one message at a time, and hand back the
+  messages that are not to be deleted.
 - Deleters (`deleters`) batch successful messages into BatchDeleteMessage calls.
-- The heartbeat extends visibility for running AND waiting messages (lesson 2).
+- Extenders (`extenders`, the heartbeat) extend the visibility of running AND waiting
+  messages (rule 2), each when half of its current visibility is left. They share one
+  schedule (the records' `due` times), each on its own connection: a call that hangs until
+  its timeout holds up one message, not the others.
+- The renewer renews the idempotency store's claims on the store's own schedule: a lease is
+  a few seconds, whatever the queue's visibility timeout.
 
 Every in-flight message has one `InFlight` record holding its latest receipt handle, and
 every call that uses or replaces that handle (extend, delete, hand back) is made under the
-record's lock, so an extension and a deletion never race (lesson 3).
+record's lock, so an extension and a deletion never race (rule 3). A thread that finds a
+record's lock busy never waits for it: the extenders look at it again shortly, the deleters
+put it back into the delete queue. Once deleted, handed back or given up, a record is marked
+`finished` under its lock, and nobody uses its handle again.
 
 Each thread that talks to the queue has its own transport: the SDK connection is not
-thread-safe.
+thread-safe. Every call to the queue or the idempotency store goes through `CallWatch`, so
+liveness (service/health.py) can tell a busy thread from one stuck in a call.
 
-Shutdown (lesson 4): stop polling at once (interrupting the long poll), hand unstarted
+Shutdown (rule 4): stop polling at once (interrupting the long poll), hand unstarted
 messages back with a short visibility, let running handlers finish within
 `shutdown_timeout`, flush pending deletes. A thread that dies unexpectedly stops the whole
-consumer with a non-zero exit code (lesson 10).
+consumer with a non-zero exit code (rule 10), and so does a shutdown that had to abandon
+running handlers.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import structlog
 
 from vod_events.backoff import ExponentialBackoff
+from vod_events.dedupe import renew_interval
 from vod_events.processing import Outcome, Processor
 from vod_events.stats import Stats
 from vod_events.transports import (
+    MAX_VISIBILITY_SECONDS,
+    DeleteFailure,
     FatalTransportError,
     MessageGone,
     QueueInfo,
@@ -58,11 +74,23 @@ log = structlog.get_logger("vod_events.consumer")
 MAX_BATCH = 16  # MNS's limit for batch receive and batch delete
 # Longest a poller waits for a fuller batch of free slots once one is free (see `Slots`).
 POLL_PATIENCE_SECONDS = 0.05
+# MNS's default VisibilityTimeout: what an extension buys while the queue's is unknown.
+DEFAULT_VISIBILITY_SECONDS = 30
+# A failed extension is tried again this soon (a new connection; the deadline is still ahead).
+EXTEND_RETRY_SECONDS = 0.5
+# A record whose handle another thread is using is looked at again this soon.
+BUSY_RETRY_SECONDS = 0.05
+DELETE_ATTEMPTS = 5
+# First deliveries remembered to bound how far the server's clock is ahead of ours.
+CLOCK_SAMPLES = 32
 
 # Exit codes of `Consumer.run`.
 EXIT_OK = 0
 EXIT_FATAL = 1  # the queue refused us: credentials, missing queue, access denied
 EXIT_CRASH = 70  # one of our own threads died (EX_SOFTWARE)
+# shutdown_timeout ran out with handlers still running: they were abandoned, and their
+# messages come back when their visibility lapses (EX_TEMPFAIL: the work will be redone).
+EXIT_ABANDONED = 75
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +104,7 @@ class ConsumerSettings:
 
     delete_flush_seconds: longest a successful message waits for its batch to fill.
     release_visibility: seconds before a received-but-unstarted message returns at shutdown.
+    extenders: threads extending visibility (each with its own connection).
     """
 
     pollers: int = 2
@@ -87,16 +116,107 @@ class ConsumerSettings:
     delete_flush_seconds: float = 0.05
     release_visibility: int = 1
     visibility_timeout: int | None = None
+    extenders: int = 2
 
 
 @dataclass(slots=True, eq=False)
 class InFlight:
-    """One received message until it is deleted or handed back: the owner of its handle."""
+    """One received message until it is deleted or handed back: the owner of its handle.
+
+    `handle`, `deadline`, `due` and `finished` change only with `lock` held. The extenders'
+    schedule reads `due` without it; the decision is made again under the lock.
+    """
 
     message: ReceivedMessage
     handle: str
-    deadline: float  # time.monotonic() at which the current visibility lapses
+    deadline: float  # time.monotonic() by which the current visibility lapses, at the latest
+    due: float = 0.0  # time.monotonic() at which to extend it next
+    finished: bool = False  # deleted, handed back or given up: its handle is not ours to use
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def retire(self) -> None:
+        """Mark it finished (with `lock` held): no extension may touch it from now on."""
+        self.finished = True
+        self.due = float("inf")
+
+
+@dataclass(frozen=True, slots=True)
+class RunningCall:
+    """A call to the queue or the store that a thread is blocked in right now."""
+
+    thread: str
+    what: str
+    started: float  # time.monotonic()
+
+
+class CallWatch:
+    """The call each of the consumer's threads is in right now, and since when.
+
+    Every call to the queue or the idempotency store goes through `watch`, so that liveness
+    can tell a thread that is busy from one stuck in a call that never returns - a timeout
+    that does not fire (a DNS lookup, a peer trickling bytes, a store without one).
+    """
+
+    def __init__(self) -> None:
+        self._calls: dict[int, RunningCall] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def watch(self, what: str) -> Iterator[None]:
+        ident = threading.get_ident()
+        call = RunningCall(threading.current_thread().name, what, time.monotonic())
+        with self._lock:
+            self._calls[ident] = call
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._calls.pop(ident, None)
+
+    def running(self) -> list[RunningCall]:
+        with self._lock:
+            return list(self._calls.values())
+
+
+class VisibilityClock:
+    """How long a delivery stays invisible, from its NextVisibleTime (the server's clock).
+
+    Windows are counted from when the receive was SENT, before the server started them: the
+    safe side. The server's clock may disagree with ours, so NextVisibleTime is never read
+    against our clock directly:
+    - a first delivery (DequeueCount 1) carries FirstDequeueTime, stamped by the same clock
+      at the same moment: NextVisibleTime - FirstDequeueTime is its window, exactly;
+    - for a redelivery, NextVisibleTime is moved to our clock by the server's lead over it,
+      which each first delivery bounds from above (FirstDequeueTime minus our clock when the
+      request was sent: the server stamped it later). The least of the recent bounds is used.
+    - before any first delivery was seen, a redelivery's window is unknown (None).
+    Thread-safe: the pollers share one.
+    """
+
+    def __init__(self, samples: int = CLOCK_SAMPLES) -> None:
+        self._leads: collections.deque[int] = collections.deque(maxlen=samples)
+        self._lock = threading.Lock()
+
+    def window(self, message: ReceivedMessage, sent_ms: int) -> float | None:
+        """Seconds from `sent_ms` (our wall clock, ms) for which `message` stays invisible."""
+        if message.dequeue_count == 1 and message.first_dequeue_time_ms > 0:
+            with self._lock:
+                self._leads.append(message.first_dequeue_time_ms - sent_ms)
+            return max(0.0, (message.next_visible_time_ms - message.first_dequeue_time_ms) / 1000)
+        with self._lock:
+            if not self._leads:
+                return None
+            lead = min(self._leads)
+        return max(0.0, (message.next_visible_time_ms - sent_ms - lead) / 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Failing:
+    """The queue has been failing our calls since `since` (time.monotonic())."""
+
+    since: float
+    endpoint: str
+    error: str
 
 
 class Slots:
@@ -174,6 +294,14 @@ class DeleteQueue:
             if len(self._items) in (1, MAX_BATCH):
                 self._ready.notify()
 
+    def put_back(self, entries: list[InFlight]) -> None:
+        """Return entries a deleter could not lock, for a later batch. Never blocks: they
+        were taken from this queue, and come back in the room they left."""
+        with self._lock:
+            now = time.monotonic()
+            self._items.extend((now, entry) for entry in entries)
+            self._ready.notify()
+
     def take(self) -> list[InFlight] | None:
         with self._lock:
             while True:
@@ -220,8 +348,11 @@ class Consumer:
         self.stopping = processor.stopping  # set: stop polling, wind down
         self.queue_info: QueueInfo | None = None
         self.last_poll = time.monotonic()  # liveness: when a poller last completed a receive
+        self.queue_error: Failing | None = None  # readiness: receives failing, since when, why
+        self.calls = CallWatch()  # liveness: the queue and store calls in progress
         self.fatal_error: str | None = None
         self.crashed: list[str] = []
+        self.abandoned = 0  # handlers still running when shutdown_timeout ran out
         self.stop_requested = False
 
         self._wake = threading.Event()  # stop requested, fatal error or crash
@@ -229,6 +360,9 @@ class Consumer:
         self._ready_once = threading.Lock()
         self._inflight: dict[int, InFlight] = {}
         self._inflight_lock = threading.Lock()
+        # The extenders wait here for the next record to fall due; a new record wakes them.
+        self._schedule = threading.Condition(self._inflight_lock)
+        self._clock = VisibilityClock()
         self._work: queue.SimpleQueue[InFlight | None] = queue.SimpleQueue()
         s = self.settings
         self._deletes = DeleteQueue(MAX_BATCH * 4 * s.deleters, s.delete_flush_seconds)
@@ -246,7 +380,8 @@ class Consumer:
 
     def run(self) -> int:
         """Start, block until stopped (`stop()`, a fatal error or a crash), drain, return an
-        exit code: 0 after a clean stop, 1 for a fatal queue error, 70 if a thread died."""
+        exit code: 0 after a clean stop, 1 for a fatal queue error, 70 if a thread died, 75
+        if running handlers had to be abandoned at shutdown."""
         code = self.start()
         if code != EXIT_OK:
             return code
@@ -256,17 +391,32 @@ class Consumer:
 
     def start(self) -> int:
         """Check the queue, then start every thread. Returns non-zero if the queue refuses us."""
+        transport = self._transport()
         try:
-            self.queue_info = self._transport().queue_info()
+            with self.calls.watch("queue attributes"):
+                self.queue_info = transport.queue_info()
         except FatalTransportError as exc:
             self.fatal_error = str(exc)
-            log.error("cannot consume the queue", queue=self.queue_name, error=str(exc))
+            log.error(
+                "cannot consume the queue",
+                queue=self.queue_name,
+                endpoint=transport.endpoint,
+                error=str(exc),
+            )
             return EXIT_FATAL
         except TransportError as exc:
-            # Unreachable now, but that is transient: the pollers will keep trying.
-            log.warning("queue attributes unavailable; starting anyway", error=str(exc))
+            # Unreachable now, but that may pass: the pollers keep trying, backing off.
+            self._failing(transport, f"reading the queue's attributes: {exc}")
+            log.error(
+                "cannot read the queue's attributes; starting anyway, receives will retry",
+                queue=self.queue_name,
+                endpoint=transport.endpoint,
+                error=str(exc),
+            )
         s = self.settings
-        self._spawn("heartbeat", self._heartbeat_loop)
+        for i in range(max(1, s.extenders)):
+            self._spawn(f"heartbeat-{i}", self._heartbeat_loop)
+        self._spawn("renewer", self._renew_loop)
         for i in range(s.deleters):
             self._spawn(f"deleter-{i}", self._deleter_loop)
         for i in range(s.workers):
@@ -276,9 +426,10 @@ class Consumer:
         log.info(
             "consumer started",
             queue=self.queue_name,
+            endpoint=transport.endpoint,
             pollers=s.pollers,
             workers=s.workers,
-            visibility_timeout=self._visibility_timeout(),
+            visibility_timeout=self._extension_seconds(),
         )
         return EXIT_OK
 
@@ -288,7 +439,7 @@ class Consumer:
         self._wake.set()
 
     def shutdown(self) -> int:
-        """Drain in the order of consumer lesson 4 and return the exit code."""
+        """Drain in the order of docs/design.md rule 4 and return the exit code."""
         s = self.settings
         self.stopping.set()
         log.info("stopping: no more polling", in_flight=len(self._inflight))
@@ -314,20 +465,22 @@ class Consumer:
 
         workers = self._threads("worker")
         self._join(workers, timeout=s.shutdown_timeout)
-        abandoned = sum(1 for t in workers if t.is_alive())
-        if abandoned:
+        self.abandoned = sum(1 for t in workers if t.is_alive())
+        if self.abandoned:
             log.warning(
                 "shutdown_timeout reached; abandoning running handlers, "
                 "their messages will be redelivered",
-                running=abandoned,
+                running=self.abandoned,
             )
         self._deletes.close()  # deleters send what is left, then stop
         self._join(self._threads("deleter"), timeout=10.0)
         self._finished.set()
-        self._join(self._threads("heartbeat"), timeout=5.0)
+        with self._schedule:
+            self._schedule.notify_all()
+        self._join(self._threads("heartbeat") + self._threads("renewer"), timeout=5.0)
         with self._transports_lock:
             for transport in self._transports:
-                transport.close()
+                transport.close()  # also ends a call still blocked on the network
         self.processor.store.close()
 
         if self.crashed:
@@ -336,6 +489,14 @@ class Consumer:
         if self.fatal_error:
             log.error("consumer stopped on a fatal queue error", error=self.fatal_error)
             return EXIT_FATAL
+        if self.abandoned:
+            log.error(
+                "consumer stopped with handlers abandoned",
+                abandoned=self.abandoned,
+                exit_code=EXIT_ABANDONED,
+                **self.stats.snapshot().counters,
+            )
+            return EXIT_ABANDONED
         log.info("consumer stopped", **self.stats.snapshot().counters)
         return EXIT_OK
 
@@ -390,28 +551,60 @@ class Consumer:
             self._local.transport = None
         return self._transport()
 
-    def _visibility_timeout(self) -> int:
+    def _extension_seconds(self) -> int:
+        """What each extension asks for: the configured value, else the queue's."""
         if self.settings.visibility_timeout is not None:
             return self.settings.visibility_timeout
-        return self.queue_info.visibility_timeout if self.queue_info else 30
+        return self.queue_info.visibility_timeout if self.queue_info else DEFAULT_VISIBILITY_SECONDS
+
+    def _failing(self, transport: Transport, error: str) -> Failing:
+        current = self.queue_error
+        since = current.since if current is not None else time.monotonic()
+        self.queue_error = Failing(since, transport.endpoint, error)
+        return self.queue_error
 
     # ---------------------------------------------------------------- in-flight table
 
-    def _track(self, messages: list[ReceivedMessage], received_at: float) -> list[InFlight]:
-        # The server started the visibility clock after we sent the request: counting from
-        # the moment we sent it errs on the safe side.
-        deadline = received_at + self._visibility_timeout()
-        entries = [InFlight(m, m.receipt_handle, deadline) for m in messages]
-        with self._inflight_lock:
+    def _track(self, messages: list[ReceivedMessage], sent: float, sent_ms: int) -> list[InFlight]:
+        """Register messages received by a request sent at `sent` (monotonic) = `sent_ms`
+        (wall clock, ms), each due for its first extension half-way through its window."""
+        entries = []
+        for message in messages:
+            window = self._first_window(message, sent_ms)
+            entries.append(
+                InFlight(message, message.receipt_handle, sent + window, due=sent + window / 2)
+            )
+        with self._schedule:
             for entry in entries:
                 self._inflight[id(entry)] = entry
             self.stats.set_in_flight(len(self._inflight))
+            self._schedule.notify_all()
         return entries
+
+    def _first_window(self, message: ReceivedMessage, sent_ms: int) -> float:
+        """Seconds from the receive's sending for which `message` is surely invisible: from
+        its NextVisibleTime, and never more than the queue's VisibilityTimeout when known
+        (a receive grants exactly that). Not `[consumer] visibility_timeout`: that is what
+        extensions buy, not what the receive gave. 0 when unknown: extend at once."""
+        windows = [self._clock.window(message, sent_ms)]
+        if self.queue_info is not None:
+            windows.append(float(self.queue_info.visibility_timeout))
+        known = [w for w in windows if w is not None]
+        return min(known) if known else 0.0
 
     def _untrack(self, entry: InFlight) -> None:
         with self._inflight_lock:
             self._inflight.pop(id(entry), None)
             self.stats.set_in_flight(len(self._inflight))
+
+    def _set_visibility(self, entry: InFlight, seconds: int, what: str) -> None:
+        """Every change_visibility goes through here, with `entry.lock` held (rule 3): the
+        one place that keeps the request within MNS's range and adopts the new handle."""
+        seconds = min(max(seconds, 0), MAX_VISIBILITY_SECONDS)
+        started = time.monotonic()  # the server starts counting later: the safe side
+        with self.calls.watch(what):
+            entry.handle, _ = self._transport().change_visibility(entry.handle, seconds)
+        entry.deadline = started + seconds
 
     # ---------------------------------------------------------------- poll
 
@@ -428,9 +621,10 @@ class Consumer:
             if self.stopping.is_set():
                 self._slots.give_back(wanted)
                 break
-            started = time.monotonic()
+            sent, sent_ms = time.monotonic(), time.time_ns() // 1_000_000
             try:
-                messages = transport.receive(wanted, s.wait_seconds)
+                with self.calls.watch("receive"):
+                    messages = transport.receive(wanted, s.wait_seconds)
             except FatalTransportError as exc:
                 self._slots.give_back(wanted)
                 self.fatal_error = str(exc)
@@ -443,19 +637,30 @@ class Consumer:
                 error_streak += 1
                 self.stats.incr("poll_errors")
                 delay = errors.delay(error_streak)
-                log.warning("receive failed; backing off", error=str(exc), retry_in_s=delay)
+                failing = self._failing(transport, str(exc))
+                log.error(
+                    "cannot receive from the queue; backing off",
+                    queue=self.queue_name,
+                    endpoint=transport.endpoint,
+                    error=str(exc),
+                    failing_for_s=round(time.monotonic() - failing.since, 1),
+                    retry_in_s=round(delay, 2),
+                )
                 self.stopping.wait(delay)
                 transport = self._reconnect()
                 with self._transports_lock:
                     self._poller_transports.append(transport)
                 continue
             self.last_poll = time.monotonic()
+            if self.queue_error is not None:
+                log.info("receiving again", queue=self.queue_name, endpoint=transport.endpoint)
+                self.queue_error = None
             error_streak = 0
             self._notify_ready()
             self._slots.give_back(wanted - len(messages))
             if not messages:
                 self.stats.incr("empty_polls")
-                elapsed = self.last_poll - started
+                elapsed = self.last_poll - sent
                 # An answer well before the long poll could have ended means the server
                 # refused to wait (MNS's long-poll limit): back off instead of spinning.
                 if elapsed < min(1.0, s.wait_seconds / 2) or s.wait_seconds == 0:
@@ -466,7 +671,7 @@ class Consumer:
                 continue
             empty_streak = 0
             self.stats.incr("received", len(messages))
-            for entry in self._track(messages, started):
+            for entry in self._track(messages, sent, sent_ms):
                 self._work.put(entry)
 
     def _notify_ready(self) -> None:
@@ -491,28 +696,26 @@ class Consumer:
         if outcome.delete:
             self._deletes.put(entry)  # the deleter untracks it once deleted
             return
-        self._change_visibility(entry, outcome.visibility, "hand back")
-        self._untrack(entry)
+        self._hand_back(entry, outcome.visibility, "hand back")
 
     def _release(self, entry: InFlight) -> None:
         """Hand an unstarted message back quickly at shutdown."""
-        self._change_visibility(entry, self.settings.release_visibility, "release")
+        self._hand_back(entry, self.settings.release_visibility, "release")
         self.stats.incr("released")
         self._slots.give_back()
-        self._untrack(entry)
 
-    def _change_visibility(self, entry: InFlight, seconds: int, why: str) -> bool:
+    def _hand_back(self, entry: InFlight, seconds: int, what: str) -> None:
+        """Make the message visible again in `seconds`, and let it go."""
         with entry.lock:
             try:
-                entry.handle, _ = self._transport().change_visibility(entry.handle, seconds)
+                self._set_visibility(entry, seconds, what)
             except MessageGone:
-                return False  # its visibility lapsed: it is already back in the queue
+                pass  # its visibility lapsed: it is back in the queue already
             except TransportError as exc:
                 # It returns when its current visibility lapses: later, but not lost.
-                log.warning(f"{why} failed", message_id=entry.message.message_id, error=str(exc))
-                return False
-            entry.deadline = time.monotonic() + seconds
-            return True
+                log.warning(f"{what} failed", message_id=entry.message.message_id, error=str(exc))
+            entry.retire()  # before the lock goes: the heartbeat must not extend it again
+        self._untrack(entry)
 
     # ---------------------------------------------------------------- finish
 
@@ -521,73 +724,144 @@ class Consumer:
             self._delete(batch)
 
     def _delete(self, batch: list[InFlight]) -> None:
+        """Delete `batch`, each under its lock with its latest handle (rule 3).
+
+        A record whose lock is busy (an extension is using its handle, maybe until its
+        timeout) goes back to the delete queue instead of holding up the others. Between
+        attempts the locks are let go, so the heartbeat keeps the messages invisible.
+        """
         backoff = ExponentialBackoff(initial=0.2, maximum=5.0)
-        for entry in batch:
-            entry.lock.acquire()  # only the heartbeat competes, one record at a time
+        pending = batch
+        for attempt in range(1, DELETE_ATTEMPTS + 1):
+            locked = self._lock_or_put_back(pending)
+            if not locked:
+                if pending:
+                    time.sleep(BUSY_RETRY_SECONDS)  # all busy: do not spin on them
+                return
+            try:
+                done = self._delete_locked(locked, last=attempt == DELETE_ATTEMPTS)
+            finally:
+                for entry in locked:
+                    entry.lock.release()
+            for entry in locked:
+                if entry.finished:
+                    self._untrack(entry)
+            if done:
+                return
+            pending = locked
+            time.sleep(backoff.delay(attempt))
+            self._reconnect()
+
+    def _lock_or_put_back(self, entries: list[InFlight]) -> list[InFlight]:
+        locked: list[InFlight] = []
+        busy: list[InFlight] = []
+        for entry in entries:
+            (locked if entry.lock.acquire(blocking=False) else busy).append(entry)
+        if busy:
+            self._deletes.put_back(busy)
+        return locked
+
+    def _delete_locked(self, batch: list[InFlight], *, last: bool) -> bool:
+        """One BatchDeleteMessage for `batch`, whose locks are held. True when they are done
+        with (deleted, gone, or given up after the last attempt), False to try again."""
+        transport = self._transport()
+        failures: list[DeleteFailure] = []
         try:
+            with self.calls.watch("delete"):
+                failures = transport.delete([entry.handle for entry in batch])
+        except TransportError as exc:
+            if not last:
+                log.warning("delete failed; retrying", endpoint=transport.endpoint, error=str(exc))
+                return False
+            # They will be redelivered; the idempotency store skips them then.
+            log.error(
+                "delete failed; messages will be redelivered",
+                endpoint=transport.endpoint,
+                error=str(exc),
+            )
+            self.stats.incr("delete_failures", len(batch))
+        else:
             by_handle = {entry.handle: entry for entry in batch}
-            for attempt in range(1, 6):
-                try:
-                    failures = self._transport().delete(list(by_handle))
-                    break
-                except TransportError as exc:
-                    if attempt == 5:
-                        # They will be redelivered; the idempotency store skips them then.
-                        log.error("delete failed; messages will be redelivered", error=str(exc))
-                        self.stats.incr("delete_failures", len(batch))
-                        return
-                    log.warning("delete failed; retrying", error=str(exc), attempt=attempt)
-                    time.sleep(backoff.delay(attempt))
-                    self._reconnect()
-            failed = {f.receipt_handle: f for f in failures}
-            for handle, failure in failed.items():
+            for failure in failures:
                 # After a retried call, "gone" may mean our first attempt did delete it.
+                entry = by_handle.get(failure.receipt_handle)
                 log.info(
                     "delete: handle no longer valid",
-                    message_id=by_handle[handle].message.message_id if handle in by_handle else "",
+                    message_id=entry.message.message_id if entry else "",
                     code=failure.code,
                 )
-            self.stats.incr("deleted", len(batch) - len(failed))
-            if failed:
-                self.stats.incr("delete_failures", len(failed))
-        finally:
-            for entry in batch:
-                entry.lock.release()
-                self._untrack(entry)
+            self.stats.incr("deleted", len(batch) - len(failures))
+            if failures:
+                self.stats.incr("delete_failures", len(failures))
+        for entry in batch:
+            entry.retire()
+        return True
 
     # ---------------------------------------------------------------- keep alive
 
     def _heartbeat_loop(self) -> None:
-        vt = self._visibility_timeout()
-        interval = min(max(vt / 4, 0.25), 10.0)
-        while not self._finished.wait(timeout=interval):
-            self._extend_due(vt)
+        """An extender: extend whichever in-flight record falls due first (rule 2)."""
+        while (entry := self._next_due()) is not None:
             try:
-                self.processor.store.renew()
+                self._extend(entry)
+            finally:
+                entry.lock.release()
+
+    def _next_due(self) -> InFlight | None:
+        """Wait for the record due first and return it locked; None once finished. A record
+        whose lock is busy (a delete, a hand back, the other extender) is passed over."""
+        with self._schedule:
+            while not self._finished.is_set():
+                now = time.monotonic()
+                wait = 1.0
+                for entry in sorted(self._inflight.values(), key=_due):
+                    if entry.due > now:
+                        wait = min(wait, entry.due - now)
+                        break
+                    if entry.lock.acquire(blocking=False):
+                        return entry
+                    wait = BUSY_RETRY_SECONDS
+                self._schedule.wait(wait)
+        return None
+
+    def _extend(self, entry: InFlight) -> None:
+        """Extend one record's visibility (its lock held), and schedule the next extension
+        for when half of the new visibility is left."""
+        if entry.finished or entry.due > time.monotonic():
+            return  # handed back, deleted, or extended by the other extender meanwhile
+        seconds = self._extension_seconds()
+        try:
+            self._set_visibility(entry, seconds, "extend visibility")
+        except MessageGone:
+            log.warning(
+                "visibility lapsed before it could be extended; it may be redelivered",
+                message_id=entry.message.message_id,
+            )
+            entry.due = float("inf")  # nothing left to extend
+        except TransportError as exc:
+            entry.due = time.monotonic() + EXTEND_RETRY_SECONDS
+            log.warning(
+                "visibility extension failed; retrying",
+                message_id=entry.message.message_id,
+                error=str(exc),
+                lapses_in_s=round(entry.deadline - time.monotonic(), 1),
+            )
+            self._reconnect()
+        else:
+            entry.due = entry.deadline - min(seconds, MAX_VISIBILITY_SECONDS) / 2
+            self.stats.incr("extended")
+
+    def _renew_loop(self) -> None:
+        """Renew the idempotency claims on the store's schedule (rule 9)."""
+        store = self.processor.store
+        interval = renew_interval(store)
+        while not self._finished.wait(timeout=interval):
+            try:
+                with self.calls.watch("renew claims"):
+                    store.renew()
             except Exception as exc:
                 log.warning("renewing idempotency claims failed", error=repr(exc))
 
-    def _extend_due(self, vt: int) -> None:
-        now = time.monotonic()
-        with self._inflight_lock:
-            due = [e for e in self._inflight.values() if e.deadline - now < vt / 2]
-        for entry in due:
-            # A busy lock means a delete or hand-back is using the handle right now.
-            if not entry.lock.acquire(blocking=False):
-                continue
-            try:
-                if id(entry) not in self._inflight:
-                    continue
-                entry.handle, _ = self._transport().change_visibility(entry.handle, vt)
-                entry.deadline = time.monotonic() + vt
-                self.stats.incr("extended")
-            except MessageGone:
-                log.warning(
-                    "visibility lapsed before it could be extended; it may be redelivered",
-                    message_id=entry.message.message_id,
-                )
-                entry.deadline = float("inf")  # nothing left to extend
-            except TransportError as exc:
-                log.warning("visibility extension failed; will retry", error=str(exc))
-            finally:
-                entry.lock.release()
+
+def _due(entry: InFlight) -> float:
+    return entry.due

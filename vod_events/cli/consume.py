@@ -1,8 +1,14 @@
 """`vod-events consume --config FILE`, also `python -m vod_events.consume --config FILE`.
 
 Exit codes: 0 clean stop; 1 the queue refused us (credentials, missing queue); 2 bad
-configuration (nothing was received); 70 an internal thread died; 128+N a second signal N
-forced an immediate exit (in-flight messages return to the queue when their visibility lapses).
+configuration (nothing was received); 70 an internal thread died; 75 stopped, but
+`shutdown_timeout` ran out with handlers still running: they were abandoned, and their messages
+return to the queue when their visibility lapses; 128+N a second signal N forced an immediate
+exit (in-flight messages return to the queue when their visibility lapses).
+
+An unreachable endpoint, at start or later, is not an exit: `consume` logs each failed call
+(the endpoint and what failed, never a secret), backs off, and `/readyz` says why it is not
+ready until receives succeed again.
 """
 
 from __future__ import annotations

@@ -4,11 +4,21 @@ The ops endpoint's `/healthz` and `/readyz` and the systemd watchdog all ask thi
 "healthy" means the same thing everywhere.
 
 - Live: no thread died, every thread is running (until shutdown, when threads end on
-  purpose), and a poller completed a receive recently. A receive returns after at most
-  `wait_seconds` (the long poll), so a poller that has not finished one for `wait_seconds`
-  plus a margin is stuck. Pollers that wait because every in-flight slot is taken are busy,
-  not stuck: while the consumer is saturated the clock does not run.
-- Ready: started, connected (a first receive succeeded) and not shutting down.
+  purpose), no thread is stuck in a call to the queue or the store, and a poller completed
+  a receive recently.
+  - A call is stuck when it has run longer than any timeout could explain: `call_bound`
+    (an extension, a delete, a hand back, a claim renewal; a receive gets `wait_seconds`
+    more, its long poll). The transport's timeouts end a call long before that; this catches
+    what they cannot (a DNS lookup, a peer trickling bytes, a store without a timeout), so
+    that a heartbeat or a deleter that stopped moving restarts the process instead of
+    letting messages lapse or pile up while health says ok.
+  - A receive returns after at most `wait_seconds` (the long poll), so a poller that has
+    not finished one for `wait_seconds` plus a margin is stuck or failing. Pollers that wait
+    because every in-flight slot is taken are busy, not stuck: while the consumer is
+    saturated the clock does not run (a stuck deleter or heartbeat is caught by its call).
+- Ready: started, connected (a first receive succeeded), the queue answering (the latest
+  receive did not fail: the reason says which endpoint and what failed) and not shutting
+  down.
 """
 
 from __future__ import annotations
@@ -22,6 +32,9 @@ from vod_events.consumer import Consumer
 # Slack on top of the long poll before a poller counts as stuck: covers network latency and
 # the receive error backoff (capped at 30 s by the consumer).
 POLL_MARGIN_SECONDS = 30.0
+# Longest any other call to the queue or the store may run: several times the transport's
+# timeout (10 s per socket operation), a fraction of WatchdogSec (90 s).
+CALL_BOUND_SECONDS = 45.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +53,7 @@ class Health:
         consumer: Consumer,
         *,
         poll_bound: float | None = None,
+        call_bound: float = CALL_BOUND_SECONDS,
     ) -> None:
         self.consumer = consumer
         # Longest time without a completed receive before a poller counts as stuck.
@@ -48,6 +62,8 @@ class Health:
             if poll_bound is not None
             else consumer.settings.wait_seconds + POLL_MARGIN_SECONDS
         )
+        # Longest any other queue or store call may run before its thread counts as stuck.
+        self.call_bound = call_bound
         self._connected = threading.Event()
         self._lock = threading.Lock()
         self._saturated_seen = float("-inf")  # clock() when all slots were last seen taken
@@ -76,6 +92,8 @@ class Health:
         dead = [t.name for t in consumer.threads if not t.is_alive()]
         if dead:
             return Verdict(False, f"thread not running: {', '.join(dead)}")
+        if stuck := self._stuck_call():
+            return Verdict(False, stuck)
         idle = self._seconds_since_progress()
         if idle > self.poll_bound:
             return Verdict(
@@ -84,14 +102,38 @@ class Health:
         return Verdict(True, "ok")
 
     def readiness(self) -> Verdict:
-        """Should this replica count as serving? Started, connected and not stopping."""
-        if self.consumer.stopping.is_set() or self.consumer.stop_requested:
+        """Should this replica count as serving? Started, connected, the queue answering,
+        and not stopping. When not, the reason says why (which endpoint, what failed)."""
+        consumer = self.consumer
+        if consumer.stopping.is_set() or consumer.stop_requested:
             return Verdict(False, "shutting down")
         if not self.started:
             return Verdict(False, "starting")
+        if (failing := consumer.queue_error) is not None:
+            for_s = time.monotonic() - failing.since
+            return Verdict(
+                False,
+                f"queue {consumer.queue_name!r} at {failing.endpoint} failing for "
+                f"{for_s:.0f} s: {failing.error}",
+            )
         if not self.connected:
             return Verdict(False, "not connected: no receive has succeeded yet")
         return Verdict(True, "ok")
+
+    def _stuck_call(self) -> str | None:
+        """Why a thread counts as stuck in a call, or None."""
+        now = time.monotonic()
+        for call in self.consumer.calls.running():
+            bound = self.call_bound
+            if call.what == "receive":
+                bound += self.consumer.settings.wait_seconds
+            if (running := now - call.started) > bound:
+                thread = call.thread.removeprefix("vod-events-")
+                return (
+                    f"{thread}: {call.what} has not returned for {running:.1f} s "
+                    f"(limit {bound:g} s)"
+                )
+        return None
 
     def _seconds_since_progress(self) -> float:
         """Seconds since a poller last completed a receive or was idle only for lack of slots."""

@@ -67,12 +67,14 @@ class ConsumerCollector(Collector):
         )
         yield GaugeMetricFamily(
             f"{PREFIX}_up",
-            "1 when the consumer is ready: started, connected, not shutting down.",
+            "1 when the consumer is ready: started, connected, receives succeeding, "
+            "not shutting down.",
             value=int(self.health.readiness().ok),
         )
         yield GaugeMetricFamily(
             f"{PREFIX}_healthy",
-            "1 when every thread runs and the pollers completed a receive recently.",
+            "1 when every thread runs, none is stuck in a queue or store call, "
+            "and the pollers completed a receive recently.",
             value=int(self.health.liveness().ok),
         )
 

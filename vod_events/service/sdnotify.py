@@ -9,7 +9,9 @@ Without `$NOTIFY_SOCKET` (not run by systemd with `Type=notify`) every call does
 - `STATUS=` with the counts, every `status_interval` seconds;
 - `STOPPING=1` as soon as the consumer starts shutting down;
 - `WATCHDOG=1` every half `$WATCHDOG_USEC`, only while `Health.liveness()` is ok, so a
-  stuck or crashed consumer is restarted by systemd.
+  stuck or crashed consumer is restarted by systemd: a dead thread, pollers that stopped
+  completing receives, or any thread stuck in a queue or store call (a heartbeat or a
+  deleter that stopped moving); the STATUS= line then starts with the reason.
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def status_line(consumer: Consumer) -> str:
     c = snapshot.counters
     return (
         f"queue {consumer.queue_name}: received {c['received']}, handled {c['handled']}, "
-        f"failed {c['failed']}, dead-lettered {c['dead_lettered']}, "
+        f"deleted {c['deleted']}, failed {c['failed']}, dead-lettered {c['dead_lettered']}, "
         f"in flight {snapshot.in_flight}"
     )
 
@@ -155,6 +157,13 @@ class ServiceReporter:
         self._stopping_sent = True
         self.notifier.stopping(f"stopping; {status_line(self.consumer)}")
 
+    def _prefix(self) -> str:
+        """What `systemctl status` shows before the counts: stopping, or why unhealthy."""
+        if self._stopping_sent:
+            return "stopping; "
+        verdict = self.health.liveness()
+        return "" if verdict.ok else f"unhealthy: {verdict.reason}; "
+
     def _loop(self) -> None:
         watchdog = self.notifier.watchdog_interval
         next_status = time.monotonic() + self.status_interval
@@ -165,8 +174,7 @@ class ServiceReporter:
             now = time.monotonic()
             if now >= next_status:
                 if self.health.connected or self._stopping_sent:
-                    prefix = "stopping; " if self._stopping_sent else ""
-                    self.notifier.status(prefix + status_line(self.consumer))
+                    self.notifier.status(self._prefix() + status_line(self.consumer))
                 next_status = now + self.status_interval
             if watchdog is not None and now >= next_ping:
                 verdict = self.health.liveness()
