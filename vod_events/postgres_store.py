@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Self, TypeAlias
 from urllib.parse import quote
 
 import psycopg
@@ -45,12 +45,32 @@ TABLES = ("idempotency", "deferrals")
 CLEANUP_BATCH = 1000  # rows per DELETE: each one a short transaction, never one huge delete
 CLEANUP_MAX_BATCHES = 100  # per round; the rest waits for the next round
 CLEANUP_INTERVAL = 60.0  # seconds between rounds of the background cleanup
+_DOWN_WAIT = 0.5  # seconds a call waits for a connection while connecting fails
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _IN_PROGRESS = ClaimState.IN_PROGRESS.value
 _COMPLETED = ClaimState.COMPLETED.value
 
 Connection: TypeAlias = psycopg.Connection[TupleRow]
+ConnectReport = Callable[[BaseException | None], None]
+
+
+class _ReportingConnection(psycopg.Connection[TupleRow]):
+    """A connection that tells the store whether each attempt to open one failed (the pool
+    opens them in its own threads, and keeps their errors to its log)."""
+
+    @classmethod
+    def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+        report: ConnectReport | None = kwargs.pop("report", None)
+        try:
+            conn = super().connect(conninfo, **kwargs)
+        except psycopg.Error as exc:
+            if report is not None:
+                report(exc)
+            raise
+        if report is not None:
+            report(None)
+        return conn
 
 
 class PostgresStoreError(Exception):
@@ -329,9 +349,10 @@ class PostgresStore:
     Failures raise, never hang: `connect_timeout` bounds a connection attempt,
     `statement_timeout` a statement (also the caller's inside `transaction()`),
     `network_timeout` a connection whose peer vanished (TCP user timeout and keepalives), and
-    `pool_timeout` the wait for a free connection; connection errors raise
-    StoreUnavailableError. Pooled connections are checked before use, so after a server
-    restart the first call succeeds once the server is back.
+    `pool_timeout` the wait for a free connection (half a second while connecting is known
+    to fail); connection errors raise StoreUnavailableError, saying why. Pooled connections
+    are checked before use, so after a server restart calls succeed as soon as the server is
+    back.
 
     claim_ttl / completed_ttl: as for the other stores. schema: where the tables live.
     create: create missing tables on first use (False: raise SchemaMissingError; run
@@ -392,9 +413,15 @@ class PostgresStore:
             keepalives_interval=max(1, round(network_timeout / 9)),
             keepalives_count=3,
         )
-        self._pool: ConnectionPool[Connection] = ConnectionPool(
+        # The last connection attempt's error (redacted), None once one succeeds: while the
+        # server is known to be down, calls wait `_DOWN_WAIT` for a connection, not
+        # `pool_timeout`, and say why.
+        self._connect_error: str | None = None
+        self.pool_timeout = pool_timeout
+        self._pool: ConnectionPool[_ReportingConnection] = ConnectionPool(
             conninfo,
-            kwargs={"autocommit": True, "prepare_threshold": None},
+            connection_class=_ReportingConnection,
+            kwargs={"autocommit": True, "prepare_threshold": None, "report": self._reported},
             min_size=min_size,
             max_size=max(max_size, min_size, 1),
             timeout=pool_timeout,
@@ -426,13 +453,33 @@ class PostgresStore:
     def _now(self) -> float | None:
         return None if self.clock is None else self.clock()
 
+    def _reported(self, exc: BaseException | None) -> None:
+        self._connect_error = None if exc is None else self._redacted(exc)
+
+    def _redacted(self, exc: BaseException) -> str:
+        return self._target.redact(f"{type(exc).__name__}: {exc}".strip())
+
+    def _wait(self, timeout: float | None = None) -> float:
+        """How long to wait for a pooled connection: briefly while connecting fails."""
+        wait = self.pool_timeout if timeout is None else timeout
+        return min(wait, _DOWN_WAIT) if self._connect_error is not None else wait
+
+    @contextlib.contextmanager
+    def _pooled(self, timeout: float | None = None) -> Iterator[Connection]:
+        with self._pool.connection(self._wait(timeout)) as conn:
+            yield conn
+
     def _error(self, what: str, exc: BaseException) -> PostgresStoreError:
-        message = self._target.redact(f"{type(exc).__name__}: {exc}".strip())
+        message = self._redacted(exc)
         if isinstance(exc, errors.UndefinedTable | errors.InvalidSchemaName):
             self._schema_ready = False  # dropped under us: look (and maybe create) again
             return SchemaMissingError(
                 f"{what}: the table {self.schema}.idempotency is missing in {self.where}"
                 f" ({message}); run `vod-events dedupe migrate` or allow creating it"
+            )
+        if isinstance(exc, PoolTimeout) and (why := self._connect_error) is not None:
+            return StoreUnavailableError(
+                f"{what}: PostgreSQL at {self.where} is unreachable: {why}"
             )
         if isinstance(exc, PoolTimeout):
             return StoreUnavailableError(
@@ -457,7 +504,7 @@ class PostgresStore:
     def _connection(self, what: str) -> Iterator[Connection]:
         """A pooled autocommit connection, the schema checked first."""
         self._ensure_schema()
-        with self._errors(what), self._pool.connection() as conn:
+        with self._errors(what), self._pooled() as conn:
             yield conn
 
     def _ensure_schema(self) -> None:
@@ -466,7 +513,7 @@ class PostgresStore:
         with self._schema_lock:
             if self._schema_ready:
                 return
-            with self._errors("checking the schema"), self._pool.connection() as conn:
+            with self._errors("checking the schema"), self._pooled() as conn:
                 if self.create:
                     _create_tables(conn, self.schema)
                 elif missing := _missing_tables(conn, self.schema):
@@ -577,7 +624,7 @@ class PostgresStore:
             raise ClaimLostError(f"transaction({key!r}): this store holds no claim on it")
         self._ensure_schema()
         with self._errors("opening a transaction"):
-            conn = self._pool.getconn()
+            conn = self._pool.getconn(self._wait())
         in_block = False
         try:
             with conn.transaction():
@@ -616,7 +663,7 @@ class PostgresStore:
         """Raise PostgresStoreError unless the database answers and the tables are there
         (for /readyz and `doctor`). Creates missing tables when the store may (`create`).
         `timeout`: the longest wait for a connection (default: the pool's)."""
-        with self._errors("checking the database"), self._pool.connection(timeout) as conn:
+        with self._errors("checking the database"), self._pooled(timeout) as conn:
             missing = _missing_tables(conn, self.schema)
         if missing:
             with self._schema_lock:
