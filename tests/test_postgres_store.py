@@ -235,6 +235,8 @@ def test_a_process_killed_inside_the_transaction_leaves_neither_effect_nor_compl
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
+        assert child.stdout is not None
+        child.stdout.close()
     assert count(postgres_url, effects) == 0
     assert state_of(postgres_url, postgres_schema, "k") == "in_progress"  # the child's claim
     store = make()
@@ -282,6 +284,8 @@ def test_a_claim_of_a_killed_process_on_this_host_is_taken_over_at_once(
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
+        assert child.stdout is not None
+        child.stdout.close()
     assert store.claim("event|handler").state is ClaimState.CLAIMED
     assert make().claim("event|handler").state is ClaimState.IN_PROGRESS  # and it is ours
 
