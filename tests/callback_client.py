@@ -30,10 +30,21 @@ def signed_headers(key: str = KEY, timestamp: int | None = None) -> dict[str, st
     return {"X-VOD-TIMESTAMP": stamp, "X-VOD-SIGNATURE": sign(CALLBACK_URL, stamp, key)}
 
 
-def callback_config(tmp_path: Path, *, dedupe: dict[str, Any] | None = None, **http: Any) -> Config:
+def callback_config(
+    tmp_path: Path,
+    *,
+    dedupe: dict[str, Any] | None = None,
+    consumer: dict[str, Any] | None = None,
+    **http_callback: Any,
+) -> Config:
     """A config serving callbacks on a free port, with a SQLite store (or `dedupe`) and
     dead letters under `tmp_path`."""
-    section = {"listen": "127.0.0.1:0", "callback_url": CALLBACK_URL, "auth_keys": [KEY], **http}
+    section = {
+        "listen": "127.0.0.1:0",
+        "callback_url": CALLBACK_URL,
+        "auth_keys": [KEY],
+        **http_callback,
+    }
     return from_dict(
         {
             "mns": {"endpoint": "http://127.0.0.1:9"},  # never contacted
@@ -41,6 +52,7 @@ def callback_config(tmp_path: Path, *, dedupe: dict[str, Any] | None = None, **h
             "dedupe": dedupe or {"backend": "sqlite", "path": str(tmp_path / "dedupe.sqlite3")},
             "dead_letter": {"dir": str(tmp_path / "dead-letters")},
             "retry": {"attempts": 2, "initial_wait": 0.01, "max_wait": 0.01},
+            "consumer": consumer or {},
         },
         "test.toml",
         {},
@@ -161,6 +173,7 @@ class Flood:
         self._socks: dict[socket.socket, int] = {}  # socket -> bytes sent
         for _ in range(connections):
             self._open()
+            time.sleep(0.001)  # a burst, but not one the listen backlog must absorb at once
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()

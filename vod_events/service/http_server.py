@@ -203,6 +203,9 @@ class DeadlineHandler(BaseHTTPRequestHandler):
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True  # a stalled client must not hold up exit
+    # Connections the kernel completes before we accept them (socketserver's default is 5:
+    # a burst of clients beyond that waits a second or more for its SYN to be retried).
+    request_queue_size = 128
 
     def __init__(
         self,
