@@ -117,7 +117,7 @@ def _retried(write: Callable[[], object]) -> None:
             write()
 
 
-class _HeldClaims:
+class HeldClaims:
     """The keys this store has claimed and not yet completed or released, with owner tokens.
 
     `wait_for` lets a thread that met one of these keys wait until its holder lets it go.
@@ -202,7 +202,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._rows: dict[str, tuple[ClaimState, str, float]] = {}  # key -> (state, owner, expiry)
         self._deferrals: dict[str, tuple[int, float]] = {}  # message id -> (count, expiry)
-        self._held = _HeldClaims()
+        self._held = HeldClaims()
         self._claims = 0
 
     def claim(self, key: str) -> Claim:
@@ -300,7 +300,7 @@ class SQLiteStore:
         self.clock = clock
         self.claim_ttl = claim_ttl
         self.completed_ttl = completed_ttl
-        self._held = _HeldClaims()
+        self._held = HeldClaims()
         self._claims = 0
         # This process's threads take turns at one connection. With a connection per worker
         # thread, writers that found SQLite's write lock taken slept 1, 2, 5, 10... ms in its
@@ -384,7 +384,7 @@ class SQLiteStore:
                     (key, ClaimState.COMPLETED.value, self.clock() + self.completed_ttl),
                 )
 
-        _complete(self._held, key, write)
+        complete_retried(self._held, key, write)
 
     def release(self, key: str) -> None:
         token = self._held.pop(key)
@@ -447,7 +447,7 @@ class SQLiteStore:
                 self._db = None
 
 
-def _complete(held: _HeldClaims, key: str, write: Callable[[], object]) -> None:
+def complete_retried(held: HeldClaims, key: str, write: Callable[[], object]) -> None:
     """Record a completion: retried, and renewed meanwhile (the key stays held until the
     write succeeds). After the last failure the key is let go to its lease, so a redelivery
     can run the handler again once it lapses - at least once, never lost."""
@@ -496,7 +496,7 @@ class RedisStore:
         self.claim_ttl_ms = int(claim_ttl * 1000)
         self.completed_ttl_ms = int(completed_ttl * 1000)
         self.prefix = prefix
-        self._held = _HeldClaims()
+        self._held = HeldClaims()
         self._release = self.client.register_script(self._RELEASE)
         self._renew = self.client.register_script(self._RENEW)
         self._take_over = self.client.register_script(self._TAKE_OVER)
@@ -526,7 +526,7 @@ class RedisStore:
         return Claim(ClaimState.IN_PROGRESS, 1.0)
 
     def complete(self, key: str) -> None:
-        _complete(
+        complete_retried(
             self._held,
             key,
             lambda: self.client.set(self.prefix + key, self.DONE, px=self.completed_ttl_ms),

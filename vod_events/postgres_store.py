@@ -36,8 +36,8 @@ from vod_events.dedupe import (
     DEFAULT_COMPLETED_TTL,
     Claim,
     ClaimState,
-    _complete,
-    _HeldClaims,
+    HeldClaims,
+    complete_retried,
 )
 
 DEFAULT_SCHEMA = "vod_events"
@@ -394,7 +394,7 @@ class PostgresStore:
         self._target = _Target.parse(url)
         self.where = self._target.description
         self._q = _Statements.for_schema(schema)
-        self._held = _HeldClaims()
+        self._held = HeldClaims()
         self._schema_lock = threading.Lock()
         self._schema_ready = False
         self._log = structlog.get_logger("vod_events.postgres_store")
@@ -555,7 +555,7 @@ class PostgresStore:
                 args = {"key": key, "ttl": self.completed_ttl, "now": self._now()}
                 conn.execute(self._q.complete, args)
 
-        _complete(self._held, key, write)
+        complete_retried(self._held, key, write)
 
     def release(self, key: str) -> None:
         token = self._held.pop(key)
