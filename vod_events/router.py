@@ -11,10 +11,20 @@
 
 Every matching handler must succeed for a message to be deleted. Handlers run in the order
 they were registered.
+
+A handler's name is its idempotency key: once a handler with that name completed for an event,
+no handler of that name runs for it again. So `add` refuses a name already taken by a
+different handler (two closures from one factory, two lambdas of one module, two
+`functools.partial` of one function, two instances of one callable class all get the same
+generated name): pass `name=` a stable, unique name. It refuses an EventType string that is
+not a known type too (a typo would match nothing, and every such event would be deleted as
+unhandled), with a suggestion; `allow_unknown=True` accepts one VOD added after this release.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +32,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from vod_events.errors import ConfigError
-from vod_events.events import VodEvent
+from vod_events.events import EVENT_TYPES, VodEvent
 
 # How a delivery arrived: from the MNS queue, or as a VOD HTTP callback.
 ContextSource = Literal["mns", "http"]
@@ -57,13 +67,36 @@ class Route:
 
 
 def handler_name(handler: Handler) -> str:
-    """A stable name: `module:qualname` for functions, the class name for built-ins."""
+    """A name stable across restarts: the handler's own `name` attribute (the built-ins'),
+    else `module:qualname` - of the function, of a method's class and function, of the
+    function a `functools.partial` wraps, or of a callable instance's class.
+
+    Not unique: closures from one factory share their qualname (`factory.<locals>.inner`),
+    as do the lambdas of one scope, the partials of one function and the instances of one
+    class. `Router.add` refuses the second of such a pair (see `DuplicateHandlerName`)."""
     name = getattr(handler, "name", None)
     if isinstance(name, str):
         return name
-    module = getattr(handler, "__module__", type(handler).__module__)
-    qualname = getattr(handler, "__qualname__", type(handler).__qualname__)
+    if isinstance(handler, functools.partial):
+        return handler_name(handler.func)
+    module = getattr(handler, "__module__", None) or type(handler).__module__
+    qualname = getattr(handler, "__qualname__", None) or type(handler).__qualname__
     return f"{module}:{qualname}"
+
+
+def unknown_event_type(name: str) -> str | None:
+    """None if `name` is "*" or a known EventType; else why not, with a "did you mean"."""
+    if name == "*" or name in EVENT_TYPES:
+        return None
+    folded = {known.lower(): known for known in EVENT_TYPES}
+    close = [folded[name.lower()]] if name.lower() in folded else []
+    close = close or difflib.get_close_matches(name, list(EVENT_TYPES), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{name!r} is not a known EventType{hint}"
+
+
+class DuplicateHandlerName(ValueError):
+    """`Router.add` was given a name that a different handler already has."""
 
 
 class Router:
@@ -76,12 +109,15 @@ class Router:
         self._cache: dict[tuple[type[VodEvent], str], tuple[Route, ...]] = {}
 
     def on(
-        self, *selectors: str | type[VodEvent], name: str | None = None
+        self,
+        *selectors: str | type[VodEvent],
+        name: str | None = None,
+        allow_unknown: bool = False,
     ) -> Callable[[Handler], Handler]:
         """Register the decorated handler for events matching any selector (none: all)."""
 
         def register(handler: Handler) -> Handler:
-            self.add(handler, selectors, name=name)
+            self.add(handler, selectors, name=name, allow_unknown=allow_unknown)
             return handler
 
         return register
@@ -92,10 +128,33 @@ class Router:
         selectors: Sequence[str | type[VodEvent]] = (),
         *,
         name: str | None = None,
+        allow_unknown: bool = False,
     ) -> None:
-        """Register `handler`; selectors are EventType strings, event classes, or "*"."""
+        """Register `handler`; selectors are EventType strings, event classes, or "*".
+
+        `name` (default: `handler_name`) is the handler's idempotency key. Raises
+        `DuplicateHandlerName` if a different handler has it already (the same handler may
+        be registered again, for more selectors), and ValueError for an EventType string
+        that is not a known type, unless `allow_unknown`.
+        """
         route_name = name or handler_name(handler)
+        for route in self.routes:
+            if route.name == route_name and not _same(route.handler, handler):
+                raise DuplicateHandlerName(
+                    f"handler name {route_name!r} is taken by another handler: names are "
+                    "idempotency keys, so once either completed for an event the other would "
+                    "be skipped as done. Give each a stable, unique name: "
+                    "router.on(..., name='...') or router.add(..., name='...')"
+                )
         strings = {s for s in selectors if isinstance(s, str)}
+        if not allow_unknown:
+            for selector in sorted(strings):
+                problem = unknown_event_type(selector)
+                if problem:
+                    raise ValueError(
+                        f"{problem} (for a type VOD added after this release, pass "
+                        "allow_unknown=True)"
+                    )
         classes = [s for s in selectors if not isinstance(s, str)]
         if "*" in strings or not selectors:
             self.routes.append(Route(handler, route_name, None, None))
@@ -109,12 +168,13 @@ class Router:
         key = (type(event), event.event_type)
         found = self._cache.get(key)
         if found is None:
-            seen: set[int] = set()
+            seen: set[str] = set()
             matched = []
             for route in self.routes:
-                # A handler registered under two selectors that both match runs once.
-                if route.matches(event) and id(route.handler) not in seen:
-                    seen.add(id(route.handler))
+                # A handler registered under two selectors that both match runs once (a
+                # name belongs to one handler: see `add`).
+                if route.matches(event) and route.name not in seen:
+                    seen.add(route.name)
                     matched.append(route)
             found = tuple(matched)
             # Unknown EventType strings come from outside: keep the cache bounded.
@@ -124,8 +184,23 @@ class Router:
         return found
 
 
+def _same(a: Handler, b: Handler) -> bool:
+    """One handler: the same object, or equal ones (`obj.method` makes a new, equal, bound
+    method each time it is read)."""
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except Exception:  # an __eq__ that cannot compare: not the same
+        return False
+
+
 def import_handler(spec: str) -> Handler:
-    """Resolve `package.module:function` (or `:Class.method`) to a callable."""
+    """Resolve `package.module:function` (or `:Class.method`) to a callable.
+
+    Raises ConfigError for anything that stops it: a malformed spec, a module that is not
+    there, or one that fails while it is imported (a SyntaxError, an exception, `sys.exit`).
+    """
     module_name, sep, attr_path = spec.partition(":")
     if not sep or not module_name or not attr_path:
         raise ConfigError(f"handler {spec!r} must look like 'package.module:function'")
@@ -134,6 +209,16 @@ def import_handler(spec: str) -> Handler:
     except ImportError as exc:
         raise ConfigError(
             f"cannot import module {module_name!r} for handler {spec!r}: {exc}"
+        ) from None
+    except SyntaxError as exc:
+        raise ConfigError(
+            f"cannot import module {module_name!r} for handler {spec!r}: SyntaxError in "
+            f"{exc.filename}, line {exc.lineno}: {exc.msg}"
+        ) from None
+    except (Exception, SystemExit) as exc:  # the module's own code failed as it ran
+        raise ConfigError(
+            f"cannot import module {module_name!r} for handler {spec!r}: importing it raised "
+            f"{type(exc).__name__}: {exc}"
         ) from None
     for part in attr_path.split("."):
         try:
