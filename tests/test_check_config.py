@@ -140,7 +140,7 @@ def test_secrets_in_a_file_others_can_read_get_a_warning(
 def test_a_readable_file_without_secrets_gets_no_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text = '[mns]\nendpoint = "http://127.0.0.1:9876"\n'
+    text = '[mns]\nendpoint = "http://127.0.0.1:9876"\n[[handlers]]\ntype = "log"\n'
     path = write(tmp_path, text, mode=0o644)
     code, _, err = check(capsys, "--config", str(path))
     assert (code, err) == (0, "")

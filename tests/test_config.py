@@ -181,16 +181,22 @@ def test_endpoint_is_required(tmp_path: Path) -> None:
     )
 
 
-def test_environment_errors_name_the_variable(tmp_path: Path) -> None:
+def test_environment_errors_name_the_variable_the_key_and_the_value(tmp_path: Path) -> None:
     assert error_of(tmp_path, MINIMAL, {"VOD_EVENTS_CONSUMER_WORKERS": "lots"}) == (
-        "key 'VOD_EVENTS_CONSUMER_WORKERS': environment variable must be an integer"
+        "environment variable VOD_EVENTS_CONSUMER_WORKERS, key 'consumer.workers': "
+        "must be an integer, got 'lots'"
     )
     assert error_of(tmp_path, MINIMAL, {"VOD_EVENTS_CONSUMER_WORKERS": "0"}) == (
-        "environment, key 'VOD_EVENTS_CONSUMER_WORKERS': must be in 1..1024, got 0"
+        "environment variable VOD_EVENTS_CONSUMER_WORKERS, key 'consumer.workers': "
+        "must be in 1..1024, got 0"
     )
     assert error_of(tmp_path, MINIMAL, {"VOD_EVENTS_LOG_FORMAT": "xml"}) == (
-        "environment, key 'VOD_EVENTS_LOG_FORMAT': must be one of 'auto', 'json', 'console', "
-        "got 'xml'"
+        "environment variable VOD_EVENTS_LOG_FORMAT, key 'log.format': must be one of 'auto', "
+        "'json', 'console', got 'xml'"
+    )
+    assert error_of(tmp_path, MINIMAL, {"VOD_EVENTS_RETRY_MAX_WAIT": "5s"}) == (
+        "environment variable VOD_EVENTS_RETRY_MAX_WAIT, key 'retry.max_wait': "
+        "must be a number, got '5s'"
     )
 
 
@@ -231,7 +237,8 @@ def test_handler_keys_from_the_environment_by_index(tmp_path: Path) -> None:
     assert (config.handlers[1].secret, config.handlers[1].timeout) == ("from-a-secret", 3.0)
     assert config.handlers[0].secret == ""
     assert error_of(tmp_path, path.read_text(), {"VOD_EVENTS_HANDLERS_1_TIMEOUT": "0"}) == (
-        "environment, key 'VOD_EVENTS_HANDLERS_1_TIMEOUT': must be in 0.1..600, got 0.0"
+        "environment variable VOD_EVENTS_HANDLERS_1_TIMEOUT, key 'handlers[1].timeout': "
+        "must be in 0.1..600, got 0.0"
     )
 
 

@@ -7,12 +7,18 @@ A subcommand module exposes two functions:
 
 Modules are imported only when their command runs, so `vod-events parse` does not pay for the
 MNS server or the consumer.
+
+Standard output closed by its reader (`vod-events parse *.json | head`): the command stops
+quietly, with no traceback, and exits 141 (128 + SIGPIPE), what a shell reports for any Unix
+tool the closed pipe stopped (`cat`, `grep`), so `set -o pipefail` treats it as they are.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Protocol, cast
@@ -20,6 +26,7 @@ from typing import Protocol, cast
 from vod_events.errors import ConfigError
 
 EXIT_CONFIG = 2  # any command: the configuration is invalid, and nothing was done
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # stdout's reader went away (`| head`)
 
 
 def config_error(exc: ConfigError) -> int:
@@ -78,7 +85,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = cast(CommandModule, importlib.import_module(module_name))
     parser = argparse.ArgumentParser(prog=f"vod-events {name}", description=help_text)
     module.configure(parser)
-    return module.run(parser.parse_args(rest))
+    parsed = parser.parse_args(rest)
+    try:
+        code = module.run(parsed)
+        sys.stdout.flush()  # a pipe's last block: its error is ours to handle, not exit's
+    except BrokenPipeError:
+        return stdout_closed()
+    return code
+
+
+def stdout_closed() -> int:
+    """Stop writing to a standard output whose reader went away; return EXIT_BROKEN_PIPE.
+
+    What is still buffered can never be written: standard output is pointed at /dev/null,
+    so that flushing it at exit raises nothing (and prints no "Exception ignored")."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by an object without a file
+        return EXIT_BROKEN_PIPE
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

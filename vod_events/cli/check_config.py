@@ -1,10 +1,13 @@
 """`vod-events check-config --config FILE`: validate a config and print the effective values.
 
 The output is what the daemon would run with: the file, environment overrides and defaults
-merged, every secret masked. It never connects anywhere (`vod-events doctor` does).
+merged, every secret masked. It refuses what the daemon would refuse at start: besides an
+invalid file, a config without [[handlers]] (every event would be deleted unhandled) and a
+`call` handler whose module does not import or fails while it is imported. It never
+connects anywhere and creates nothing (`vod-events doctor` checks the rest).
 
 Exit codes: 0 valid (warnings go to stderr); 2 invalid, with the error naming the file and
-the key on stderr.
+the key (or the environment variable) on stderr.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 import sys
 
 from vod_events.cli import config_error
-from vod_events.config import Config, load, masked, toml_writer
+from vod_events.config import Config, load, masked, require_handlers, toml_writer
 from vod_events.config.secrets import exposure_warning
 from vod_events.errors import ConfigError
 from vod_events.router import import_handler
@@ -35,6 +38,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         config = load(args.config)
+        require_handlers(config)
         check_handlers(config)
     except ConfigError as exc:
         return config_error(exc)
@@ -51,7 +55,7 @@ def check_handlers(config: Config) -> None:
             try:
                 import_handler(handler.call)
             except ConfigError as exc:
-                raise ConfigError(str(exc), path=config.path, key=f"handlers[{i}].call") from None
+                raise config.error(f"handlers[{i}].call", str(exc)) from None
 
 
 def render(config: Config, fmt: str) -> str:

@@ -4,6 +4,9 @@ ones back to their source queue.
 Replay sends the original body unchanged and removes the dead letter only after the send
 succeeded, so a failure half-way leaves at worst a letter that was replayed but not removed
 (the idempotency store then skips the event if it was handled) — never a lost one.
+
+`list` piped into a reader that stops early (`| head`) exits 141 without a traceback (see
+`vod_events.cli`); letters received from a dead-letter queue are handed back first.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from vod_events.cli import config_error
 from vod_events.config import Config, load
 from vod_events.deadletter import CALLBACK_SOURCE, DeadLetter, DirectorySink
 from vod_events.errors import ConfigError
-from vod_events.service.assemble import transport_factory
+from vod_events.service.assemble import require_credentials, transport_factory
 from vod_events.transports import Transport, TransportError, TransportFactory
 
 EXCERPT = 80
@@ -39,6 +42,7 @@ class _Held:
 
     letter: DeadLetter
     handle: str = ""  # DLQ receipt handle; empty for a file
+    handed_back: bool = False
 
 
 class _Target:
@@ -81,6 +85,8 @@ class _Target:
 def run(args: argparse.Namespace) -> int:
     try:
         config = load(args.config)
+        if config.dead_letter.queue or args.action == "replay":
+            require_credentials(config)  # only a letter directory can do without
         target = _Target(config, transport_factory(config))
     except ConfigError as exc:
         return config_error(exc)
@@ -97,8 +103,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(target: _Target, *, as_json: bool) -> int:
+    letters = target.letters()
+    try:
+        return _print(target, letters, as_json=as_json)
+    except BrokenPipeError:  # nobody reads on: give back what is still held
+        for held in letters:
+            if not held.handed_back:
+                target.hand_back(held)
+        raise
+
+
+def _print(target: _Target, letters: list[_Held], *, as_json: bool) -> int:
     count = 0
-    for held in target.letters():
+    for held in letters:
         letter = held.letter
         if as_json:
             print(json.dumps({"id": letter.letter_id, **letter.to_json()}, ensure_ascii=False))
@@ -113,6 +130,7 @@ def _list(target: _Target, *, as_json: bool) -> int:
             )
             print(f"  body:     {excerpt}")
         target.hand_back(held)
+        held.handed_back = True
         count += 1
     if not as_json:
         print(f"{count} dead letter(s)")

@@ -34,6 +34,7 @@ from vod_events.service.assemble import transport_factory
 from vod_events.transports import (
     FatalTransportError,
     QueueInfo,
+    Transport,
     TransportError,
     TransportFactory,
 )
@@ -137,7 +138,13 @@ class Doctor:
 
     def __init__(self, config: Config, connect: TransportFactory | None = None) -> None:
         self.config = config
-        self.connect = connect or transport_factory(config)
+        self._connect = connect
+
+    def connect(self, queue: str) -> Transport:
+        # Made when first needed: only once the credentials were found usable.
+        if self._connect is None:
+            self._connect = transport_factory(self.config)
+        return self._connect(queue)
 
     def run(self) -> list[Finding]:
         credentials = self.credentials()
@@ -299,9 +306,10 @@ class Doctor:
     def handlers(self) -> list[Finding]:
         if not self.config.handlers:
             return [
-                warning(
+                error(
                     "handlers",
-                    "no [[handlers]]: every event would be deleted as unhandled",
+                    "no [[handlers]]: the daemon refuses to start, as it would delete every "
+                    "event unhandled",
                     "add a [[handlers]] table (call = 'package.module:function' or a built-in)",
                 )
             ]
@@ -312,12 +320,12 @@ class Doctor:
         if handler.call:
             try:
                 import_handler(handler.call)
-            except ConfigError as exc:
+            except ConfigError as exc:  # missing, or failing as it is imported
                 return error(
                     label,
                     str(exc),
-                    "install the package in this environment, or fix the module path in "
-                    f"handlers[{index}].call",
+                    "install the package in this environment, fix the module path in "
+                    f"handlers[{index}].call, or fix the error the module raises",
                 )
             return ok(label, f"{handler.call} imports")
         if handler.type == "jsonl":

@@ -21,7 +21,7 @@ WIDTH = 99  # keeps every line of the example within 100 columns
 
 HEADER = """\
 # vod-events configuration: every key, its default and its meaning.
-# Generated from vod_events/config.py by `python -m vod_events.config.example`; do not edit.
+# Generated from vod_events/config/schema.py (python -m vod_events.config.example): do not edit.
 #
 # Where a value comes from, highest precedence first:
 #   1. the environment variable VOD_EVENTS_<SECTION>_<KEY>, e.g. VOD_EVENTS_CONSUMER_WORKERS=32
@@ -99,6 +99,8 @@ def _section(header: str, name: str, defaults: Any, *, env_section: str) -> str:
 def _allowed(field: dataclasses.Field[Any]) -> list[str]:
     meta = field.metadata
     low, high, choices = meta.get("low"), meta.get("high"), meta.get("choices", ())
+    if field.type == "bool":
+        return ["true or false"]
     if choices:
         return ["one of " + ", ".join(toml_writer.value(c) for c in choices)]
     if low is not None or high is not None:

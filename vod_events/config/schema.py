@@ -11,24 +11,49 @@ Any of these variables may also be a systemd credential of the same name (see
 `secrets.with_credentials`); the environment wins over a credential.
 
 Every key is declared once, in the section dataclasses below, with its type, allowed range
-and meaning. Validation happens before anything starts: an unknown key, a wrong type or an
-out-of-range value raises `ConfigError` naming the file, the key and what is allowed.
+and meaning. Validation happens before anything starts: an unknown key, a wrong type, an
+out-of-range or non-finite value, an EventType that does not exist, or two handlers with one
+name raise `ConfigError` naming the file, the key and what is allowed. A value that came from
+the environment is reported as such, with the variable's name and its value (masked for a
+secret key). Choices are matched without regard to case ("INFO", "SQLite").
+
+A `VOD_EVENTS_*` variable that names no key is an error too, as an unknown key in the file
+is, except the names Kubernetes defines for a Service called `vod-events`
+(`VOD_EVENTS_SERVICE_HOST`, `VOD_EVENTS_SERVICE_PORT*`, `VOD_EVENTS_PORT*`) and
+`VOD_EVENTS_TEST_*`, which the test suite uses for itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
+import math
 import os
-from collections.abc import Mapping
+import re
+import urllib.parse
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vod_events.config.credentials import MODES, STATIC, Credentials, resolve
+from vod_events.dedupe import DEFAULT_CLAIM_TTL, RENEWALS_PER_TTL
 from vod_events.errors import ConfigError
+from vod_events.router import unknown_event_type
 
 ENV_PREFIX = "VOD_EVENTS_"
 SECRET_MASK = "********"  # noqa: S105 - the mask shown instead of a secret
+
+# Variables with our prefix that are not keys: Kubernetes' service links for a Service named
+# `vod-events` (VOD_EVENTS_SERVICE_HOST, VOD_EVENTS_PORT_9400_TCP_ADDR, ...), and the tests'.
+NOT_KEYS = re.compile(
+    rf"{ENV_PREFIX}(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_\w+)?)?|TEST_\w*)"
+)
+NO_HANDLERS = (
+    "no [[handlers]] table: the daemon would delete every event as unhandled; add one "
+    "(call = 'package.module:function', or type = 'log', 'jsonl' or 'http')"
+)
 
 
 def key(
@@ -116,7 +141,11 @@ class DedupeSection:
         "", "Redis URL for backend = 'redis', e.g. redis://127.0.0.1:6379/0", secret=True
     )
     claim_ttl: float = key(
-        120.0, "seconds an in-progress claim survives a crashed worker", low=1, high=86400
+        DEFAULT_CLAIM_TTL,
+        "seconds a claim lasts without renewal; a crashed worker's claim is freed after this, "
+        f"at once on the same host (renewed every claim_ttl/{RENEWALS_PER_TTL}: at least 1 s)",
+        low=RENEWALS_PER_TTL,
+        high=86400,
     )
     completed_ttl: float = key(
         604800.0, "seconds a completed key is kept (longer than the queue's retention)", low=60
@@ -175,6 +204,11 @@ class HttpCallbackSection:
 @dataclass(frozen=True, slots=True)
 class HandlerSection:
     events: list[str] = key(["*"], "EventType names, or '*' for every event")
+    allow_unknown_events: bool = key(
+        False,
+        "accept names in `events` that are not a known EventType (a type VOD added after "
+        "this release); without it such a name is refused, as it is most likely a typo",
+    )
     call: str = key("", "your handler: 'package.module:function'")
     type: str = key(
         "", "a built-in handler instead of `call`", choices=("", "jsonl", "log", "http")
@@ -186,6 +220,31 @@ class HandlerSection:
     secret: str = key(
         "", "http: HMAC-SHA256 key for the X-VOD-Events-Signature header", secret=True
     )
+
+    @property
+    def route_name(self) -> str:
+        """The handler's idempotency name: `name`, else `call`, else the built-in's type
+        and target (the names vod-events has always used: changing one re-runs handlers)."""
+        if self.name:
+            return self.name
+        if self.call:
+            return self.call
+        if self.type == "jsonl":
+            return f"jsonl:{Path(self.path)}"
+        if self.type == "http":
+            return f"http:{self.url}"
+        return self.type
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """A key's value that came from a variable rather than the file."""
+
+    source: str  # "environment variable" or "systemd credential"
+    variable: str  # e.g. VOD_EVENTS_CONSUMER_WORKERS
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(message, path=f"{self.source} {self.variable}", key=key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +260,13 @@ class Config:
     http_callback: HttpCallbackSection = field(default_factory=HttpCallbackSection)
     handlers: list[HandlerSection] = field(default_factory=list)
     path: str = "<defaults>"
+    # Keys ("consumer.workers", "handlers[0].secret") whose value a variable set.
+    overrides: Mapping[str, Override] = field(default_factory=dict, compare=False, repr=False)
+
+    def error(self, key: str, message: str) -> ConfigError:
+        """A ConfigError about `key`, naming where its value came from: the variable that
+        set it, else the file."""
+        return _error(self.overrides, self.path, key, message)
 
     # Paths and credentials derived from the keys: each rule lives here, once.
 
@@ -210,6 +276,15 @@ class Config:
         return Path(
             self.state.dir or os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "state"
         )
+
+    @property
+    def state_dir_origin(self) -> str:
+        """Where `state_dir` comes from, for messages about it."""
+        if self.state.dir:
+            return "[state] dir"
+        if os.environ.get("STATE_DIRECTORY"):
+            return "$STATE_DIRECTORY, set by systemd's StateDirectory="
+        return "the default, ./state in the working directory"
 
     @property
     def dedupe_path(self) -> Path:
@@ -239,11 +314,24 @@ class Config:
 SECTIONS: dict[str, type[Any]] = {
     f.name: f.default_factory  # type: ignore[misc]
     for f in dataclasses.fields(Config)
-    if f.name not in ("handlers", "path")
+    if f.name not in ("handlers", "path", "overrides")
 }
 
 
-def from_dict(data: Mapping[str, Any], where: str, environ: Mapping[str, str]) -> Config:
+def from_dict(
+    data: Mapping[str, Any],
+    where: str,
+    environ: Mapping[str, str],
+    *,
+    from_credentials: Collection[str] = (),
+) -> Config:
+    """Validate `data` (a parsed TOML file, named `where` in errors) with the `VOD_EVENTS_*`
+    overrides of `environ`; `from_credentials` names the variables systemd credentials
+    supplied (for messages). Raises ConfigError.
+
+    A config with no [[handlers]] is valid here (a Router built in Python may bring the
+    handlers); the daemon refuses it (`require_handlers`)."""
+    reader = _Reader(where, environ, from_credentials)
     unknown = sorted(set(data) - set(SECTIONS) - {"handlers"})
     if unknown:
         allowed = ", ".join([*SECTIONS, "handlers"])
@@ -253,7 +341,7 @@ def from_dict(data: Mapping[str, Any], where: str, environ: Mapping[str, str]) -
         raw = data.get(name, {})
         if not isinstance(raw, dict):
             raise ConfigError("must be a table ([section])", path=where, key=name)
-        sections[name] = _section(cls, name, dict(raw), where, environ)
+        sections[name] = reader.section(cls, name, dict(raw))
     handlers_raw = data.get("handlers", [])
     if not isinstance(handlers_raw, list):
         raise ConfigError("must be an array of tables ([[handlers]])", path=where, key="handlers")
@@ -263,20 +351,26 @@ def from_dict(data: Mapping[str, Any], where: str, environ: Mapping[str, str]) -
         if not isinstance(raw, dict):
             raise ConfigError("must be a table", path=where, key=label)
         # Overridable as VOD_EVENTS_HANDLERS_<i>_<KEY>, e.g. a secret from a Kubernetes Secret.
-        handler = _section(HandlerSection, label, raw, where, environ, env_section=f"handlers_{i}")
-        _check_handler(handler, label, where)
+        handler = reader.section(HandlerSection, label, raw, env_section=f"handlers_{i}")
+        _check_handler(handler, label, reader)
         handlers.append(handler)
+    _check_handler_names(handlers, reader)
+    reader.check_variables(len(handlers))
     if sections["ops"].listen:
         try:
             parse_listen(sections["ops"].listen)
         except ValueError as exc:
-            raise ConfigError(str(exc), path=where, key="ops.listen") from None
-    if not sections["mns"].endpoint:
-        raise ConfigError(
-            "is required (or VOD_EVENTS_MNS_ENDPOINT)", path=where, key="mns.endpoint"
-        )
+            raise reader.error("ops.listen", str(exc)) from None
+    _check_endpoint(sections["mns"].endpoint, reader)
     sections["mns"] = _with_access_key(sections["mns"], environ)
-    return Config(**sections, handlers=handlers, path=where)
+    return Config(**sections, handlers=handlers, path=where, overrides=dict(reader.overrides))
+
+
+def require_handlers(config: Config) -> None:
+    """Raise ConfigError unless `config` has a [[handlers]] table: a daemon without one would
+    delete every event unhandled."""
+    if not config.handlers:
+        raise ConfigError(NO_HANDLERS, path=config.path, key="handlers")
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -291,89 +385,210 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port_text)  # noqa: S104 - ":9400" asks for every interface
 
 
-def _section(
-    cls: type[Any],
-    name: str,
-    raw: dict[str, Any],
-    where: str,
-    environ: Mapping[str, str],
-    *,
-    env_section: str | None = None,
-) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for k in raw:
-        if k not in fields:
-            raise ConfigError(
-                f"unknown key; allowed in [{name}]: {', '.join(fields)}",
-                path=where,
-                key=f"{name}.{k}",
+def env_name(section: str, name: str) -> str:
+    """The variable that overrides key `name` of `section` ("handlers_0" for a handler)."""
+    return f"{ENV_PREFIX}{section.upper()}_{name.upper()}"
+
+
+def _error(overrides: Mapping[str, Override], path: str, key: str, message: str) -> ConfigError:
+    override = overrides.get(key)
+    return override.error(key, message) if override else ConfigError(message, path=path, key=key)
+
+
+class _Reader:
+    """Reads sections from the file's tables and the environment, and remembers which keys
+    a variable set, so that an error about one names the variable instead of the file."""
+
+    def __init__(
+        self, where: str, environ: Mapping[str, str], from_credentials: Collection[str]
+    ) -> None:
+        self.where = where
+        self.environ = environ
+        self.from_credentials = frozenset(from_credentials)
+        self.overrides: dict[str, Override] = {}
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return _error(self.overrides, self.where, key, message)
+
+    def section(
+        self, cls: type[Any], name: str, raw: dict[str, Any], *, env_section: str | None = None
+    ) -> Any:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for k in raw:
+            if k not in fields:
+                raise ConfigError(
+                    f"unknown key; allowed in [{name}]: {', '.join(fields)}",
+                    path=self.where,
+                    key=f"{name}.{k}",
+                )
+        values: dict[str, Any] = {}
+        for k, f in fields.items():
+            variable = env_name(env_section or name, k)
+            label = f"{name}.{k}"
+            if variable in self.environ:
+                source = (
+                    "systemd credential"
+                    if variable in self.from_credentials
+                    else "environment variable"
+                )
+                override = self.overrides[label] = Override(source, variable)
+                values[k] = _from_env(
+                    f, self.environ[variable], functools.partial(override.error, label)
+                )
+            elif k in raw:
+                values[k] = _checked(f, raw[k], functools.partial(self.error, label))
+        return cls(**values)
+
+    def check_variables(self, handlers: int) -> None:
+        """Refuse a `VOD_EVENTS_*` variable that sets no key (a typo would be ignored)."""
+        known = {
+            env_name(name, f.name)
+            for name, cls in SECTIONS.items()
+            for f in dataclasses.fields(cls)
+        }
+        handler_keys = {f.name.upper() for f in dataclasses.fields(HandlerSection)}
+        for variable in sorted(self.environ):
+            if not variable.startswith(ENV_PREFIX) or variable in known:
+                continue
+            if NOT_KEYS.fullmatch(variable):
+                continue
+            source = (
+                "systemd credential"
+                if variable in self.from_credentials
+                else "environment variable"
             )
-    values: dict[str, Any] = {}
-    for k, f in fields.items():
-        env_name = f"{ENV_PREFIX}{(env_section or name).upper()}_{k.upper()}"
-        if env_name in environ:
-            values[k] = _from_env(f, environ[env_name], env_name)
-        elif k in raw:
-            values[k] = _checked(f, raw[k], f"{name}.{k}", where)
-    return cls(**values)
+            where = f"{source} {variable}"
+            handler = re.fullmatch(rf"{ENV_PREFIX}HANDLERS_(\d+)_(\w+)", variable)
+            if handler and handler[2] in handler_keys:
+                if int(handler[1]) < handlers:
+                    continue
+                raise ConfigError(
+                    f"there is no [[handlers]] table {int(handler[1])} in {self.where} "
+                    f"(it has {handlers}, counted from 0)",
+                    path=where,
+                )
+            patterns = [*known, *(env_name("handlers_<i>", k) for k in handler_keys)]
+            close = difflib.get_close_matches(variable, patterns, n=1, cutoff=0.8)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(
+                f"sets no config key{hint} (every key is VOD_EVENTS_<SECTION>_<KEY>, "
+                "listed in config.example.toml)",
+                path=where,
+            )
 
 
-def _from_env(f: dataclasses.Field[Any], text: str, env_name: str) -> Any:
+def _from_env(f: dataclasses.Field[Any], text: str, fail: Callable[[str], ConfigError]) -> Any:
     kind = f.type
-    try:
-        value: Any
-        if kind == "int":
+    shown = SECRET_MASK if f.metadata.get("secret") else repr(text)
+    value: Any = text
+    if kind == "int":
+        try:
             value = int(text)
-        elif kind == "float":
+        except ValueError:
+            raise fail(f"must be an integer, got {shown}") from None
+    elif kind == "float":
+        try:
             value = float(text)
-        elif kind == "list[str]":
-            value = [part.strip() for part in text.split(",") if part.strip()]
-        else:
-            value = text
-    except ValueError:
-        raise ConfigError(
-            f"environment variable must be a{'n integer' if kind == 'int' else ' number'}",
-            key=env_name,
-        ) from None
-    return _checked(f, value, env_name, "environment")
+        except ValueError:
+            raise fail(f"must be a number, got {shown}") from None
+    elif kind == "bool":
+        flag = {"true": True, "1": True, "yes": True, "on": True}
+        flag |= {"false": False, "0": False, "no": False, "off": False}
+        if text.strip().lower() not in flag:
+            raise fail(f"must be true or false, got {shown}")
+        value = flag[text.strip().lower()]
+    elif kind == "list[str]":
+        value = [part.strip() for part in text.split(",") if part.strip()]
+    return _checked(f, value, fail)
 
 
-def _checked(f: dataclasses.Field[Any], value: Any, label: str, where: str) -> Any:
+def _checked(f: dataclasses.Field[Any], value: Any, fail: Callable[[str], ConfigError]) -> Any:
     kind, meta = f.type, f.metadata
+    shown = SECRET_MASK if meta.get("secret") else repr(value)
     ok = {
         "int": isinstance(value, int) and not isinstance(value, bool),
         "float": isinstance(value, int | float) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
         "str": isinstance(value, str),
         "list[str]": isinstance(value, list) and all(isinstance(v, str) for v in value),
     }[str(kind)]
     if not ok:
-        wanted = {"int": "an integer", "float": "a number", "str": "a string"}.get(
-            str(kind), "a list of strings"
-        )
-        raise ConfigError(f"must be {wanted}, got {value!r}", path=where, key=label)
+        wanted = {
+            "int": "an integer",
+            "float": "a number",
+            "bool": "true or false",
+            "str": "a string",
+        }.get(str(kind), "a list of strings")
+        raise fail(f"must be {wanted}, got {shown}")
     if kind == "float":
         value = float(value)
+        shown = SECRET_MASK if meta.get("secret") else repr(value)
+        if not math.isfinite(value):
+            raise fail(f"must be a finite number, got {shown}")
     low, high, choices = meta["low"], meta["high"], meta["choices"]
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = f"{low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
-        raise ConfigError(f"must be in {bounds}, got {value!r}", path=where, key=label)
-    if choices and value not in choices:
-        allowed = ", ".join(repr(c) for c in choices if c)
-        raise ConfigError(f"must be one of {allowed}, got {value!r}", path=where, key=label)
+        raise fail(f"must be in {bounds}, got {shown}")
+    if choices:
+        # Case does not matter ("INFO", "SQLite"): the canonical spelling is kept.
+        canonical = {c.lower(): c for c in choices}
+        if value.lower() not in canonical:
+            allowed = ", ".join(repr(c) for c in choices if c)
+            raise fail(f"must be one of {allowed}, got {shown}")
+        value = canonical[value.lower()]
     return value
 
 
-def _check_handler(handler: HandlerSection, label: str, where: str) -> None:
+def _check_handler(handler: HandlerSection, label: str, reader: _Reader) -> None:
     if bool(handler.call) == bool(handler.type):
-        raise ConfigError("set exactly one of 'call' or 'type'", path=where, key=label)
+        raise ConfigError("set exactly one of 'call' or 'type'", path=reader.where, key=label)
     if not handler.events:
-        raise ConfigError(
-            "must list at least one EventType or '*'", path=where, key=f"{label}.events"
-        )
+        raise reader.error(f"{label}.events", "must list at least one EventType or '*'")
+    if not handler.allow_unknown_events:
+        for name in handler.events:
+            problem = unknown_event_type(name)
+            if problem:
+                raise reader.error(
+                    f"{label}.events",
+                    f"{problem} (for a type VOD added after this release, set "
+                    "allow_unknown_events = true in this table)",
+                )
     if handler.type == "jsonl" and not handler.path:
-        raise ConfigError("the jsonl handler needs 'path'", path=where, key=f"{label}.path")
+        raise reader.error(f"{label}.path", "the jsonl handler needs 'path'")
     if handler.type == "http" and not handler.url.startswith(("http://", "https://")):
-        raise ConfigError("the http handler needs an http(s) 'url'", path=where, key=f"{label}.url")
+        raise reader.error(f"{label}.url", "the http handler needs an http(s) 'url'")
+
+
+def _check_handler_names(handlers: list[HandlerSection], reader: _Reader) -> None:
+    """Refuse two tables with one idempotency name, unless both call the same function (a
+    function may be listed twice, for different events: it runs once per event)."""
+    first: dict[str, int] = {}
+    for i, handler in enumerate(handlers):
+        name = handler.route_name
+        j = first.setdefault(name, i)
+        if j != i and not (handler.call and handler.call == handlers[j].call):
+            key = f"handlers[{i}].name" if handler.name else f"handlers[{i}]"
+            raise reader.error(
+                key,
+                f"has the same name as handlers[{j}], {name!r}: names are idempotency keys, "
+                "so once one completed for an event the other would be skipped as done; "
+                "give one of them a distinct `name`",
+            )
+
+
+def _check_endpoint(endpoint: str, reader: _Reader) -> None:
+    if not endpoint:
+        raise reader.error("mns.endpoint", "is required (or VOD_EVENTS_MNS_ENDPOINT)")
+    wanted = (
+        "must be an http:// or https:// URL, e.g. https://<account-id>.mns.<region>.aliyuncs.com"
+    )
+    parts = urllib.parse.urlsplit(endpoint)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise reader.error("mns.endpoint", f"{wanted}, got {endpoint!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise reader.error("mns.endpoint", f"{wanted}, got {endpoint!r}")
 
 
 def _with_access_key(mns: MNSSection, environ: Mapping[str, str]) -> MNSSection:

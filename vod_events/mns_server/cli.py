@@ -7,6 +7,7 @@ Prints `vod-events mns-server listening on http://HOST:PORT` (the real port, als
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
@@ -31,11 +32,33 @@ def _dead_letter(text: str) -> tuple[str, str, int]:
         ) from None
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in 0..65535, got {port}")
+    return port
+
+
+def _non_negative(text: str) -> float:
+    """A finite number >= 0 (no nan, no inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the server's options to `parser`."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
-        "--port", type=int, default=9876, help="port to listen on (0: any free port)"
+        "--port", type=_port, default=9876, help="port to listen on (0: any free port)"
     )
     parser.add_argument(
         "--queue",
@@ -53,13 +76,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--latency-ms",
-        type=float,
+        type=_non_negative,
         default=0.0,
         help="add this much latency to every request, like a network round trip",
     )
     parser.add_argument(
         "--fault-rate",
-        type=float,
+        type=_non_negative,
         default=0.0,
         help="fraction of requests that fail: half 500 InternalError, half a dropped connection",
     )

@@ -4,12 +4,15 @@ dead-letter target, processor and consumer. The only module that knows all of th
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from vod_events.backoff import RedeliveryBackoff
 from vod_events.config import Config, HandlerSection
-from vod_events.config.credentials import default_chain
+from vod_events.config.credentials import DEFAULT_CHAIN, default_chain, how_to_supply
+from vod_events.config.schema import NO_HANDLERS
 from vod_events.consumer import Consumer, ConsumerSettings
 from vod_events.deadletter import DeadLetterSink, DirectorySink, QueueSink
 from vod_events.dedupe import IdempotencyStore, MemoryStore, NullStore, RedisStore, SQLiteStore
@@ -44,29 +47,55 @@ def transport_factory(config: Config) -> TransportFactory:
 
 
 def build_router(config: Config) -> Router:
+    """A Router with the config's [[handlers]], each under its `route_name`. Raises
+    ConfigError naming the table's key when a handler cannot be built (a module that does
+    not import or fails as it is imported, a jsonl file that cannot be opened). No handler
+    at all is allowed here: the caller may add its own (the daemon refuses an empty router:
+    see `build_consumer`)."""
     router = Router()
-    for handler_config in config.handlers:
-        handler, name = build_handler(handler_config)
-        router.add(handler, handler_config.events, name=handler_config.name or name)
+    for i, handler_config in enumerate(config.handlers):
+        label = f"handlers[{i}]"
+        try:
+            handler, name = build_handler(handler_config)
+        except ConfigError as exc:  # from import_handler: say which table
+            raise config.error(f"{label}.call", str(exc)) from None
+        except OSError as exc:
+            raise config.error(
+                f"{label}.path", f"cannot open {handler_config.path}: {exc.strerror or exc}"
+            ) from None
+        try:
+            router.add(
+                handler,
+                handler_config.events,
+                name=name,
+                allow_unknown=handler_config.allow_unknown_events,
+            )
+        except ValueError as exc:  # `from_dict` checked both already: a safety net
+            raise config.error(label, str(exc)) from None
     return router
 
 
 def build_handler(h: HandlerSection) -> tuple[Handler, str]:
+    """The handler a [[handlers]] table describes, and its name (`route_name`)."""
     if h.call:
-        return import_handler(h.call), h.call
+        return import_handler(h.call), h.route_name
     if h.type == "jsonl":
-        jsonl = JsonlHandler(h.path)
-        return jsonl, jsonl.name
+        return JsonlHandler(h.path), h.route_name
     if h.type == "http":
-        http = HttpHandler(h.url, timeout=h.timeout, secret=h.secret)
-        return http, http.name
-    return LogHandler(), LogHandler.name
+        return HttpHandler(h.url, timeout=h.timeout, secret=h.secret), h.route_name
+    return LogHandler(), h.route_name
 
 
 def build_store(config: Config) -> IdempotencyStore:
+    """The idempotency store. Raises ConfigError, naming `dedupe.path` or `state.dir`, when
+    the SQLite file or its directory cannot be created or opened."""
     d = config.dedupe
     if d.backend == "sqlite":
-        return SQLiteStore(config.dedupe_path, claim_ttl=d.claim_ttl, completed_ttl=d.completed_ttl)
+        path = config.dedupe_path
+        try:
+            return SQLiteStore(path, claim_ttl=d.claim_ttl, completed_ttl=d.completed_ttl)
+        except (OSError, sqlite3.Error) as exc:
+            raise _unusable(config, "dedupe.path" if d.path else "state.dir", path, exc) from None
     if d.backend == "redis":
         if not d.url:
             raise ConfigError("backend 'redis' needs 'url'", path=config.path, key="dedupe.url")
@@ -82,7 +111,41 @@ def build_dead_letters(config: Config, connect: TransportFactory) -> DeadLetterS
         raise ConfigError("set 'queue' or 'dir', not both", path=config.path, key="dead_letter")
     if target.queue:
         return QueueSink(lambda: connect(target.queue))
-    return DirectorySink(config.dead_letter_dir)
+    try:
+        return DirectorySink(config.dead_letter_dir)
+    except OSError as exc:
+        key = "dead_letter.dir" if target.dir else "state.dir"
+        raise _unusable(config, key, config.dead_letter_dir, exc) from None
+
+
+def _unusable(config: Config, key: str, path: Path, exc: OSError | sqlite3.Error) -> ConfigError:
+    """ConfigError for a state path that cannot be created or opened (a file where a
+    directory should be, no permission), naming the key to change."""
+    reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+    where = f" (the state directory {config.state_dir} is {config.state_dir_origin})"
+    return config.error(
+        key,
+        f"cannot create or open {path}: {reason}{where if key == 'state.dir' else ''}",
+    )
+
+
+def require_credentials(config: Config) -> None:
+    """Raise ConfigError unless `config` has a way to sign MNS requests: an AccessKey id and
+    secret, or the default credential chain. Saying which variables to set."""
+    credentials = config.credentials
+    if credentials.default_chain or credentials.has_access_key:
+        return
+    missing = [
+        what
+        for what, value in (
+            ("id", credentials.access_key_id),
+            ("secret", credentials.access_key_secret),
+        )
+        if not value
+    ]
+    ways = how_to_supply(config=True, chain=f"[mns] credentials = '{DEFAULT_CHAIN}'")
+    key = "mns.access_key_id" if "id" in missing else "mns.access_key_secret"
+    raise config.error(key, f"no AccessKey {' or '.join(missing)}: {ways}")
 
 
 def build_processor(
@@ -129,7 +192,18 @@ def build_consumer(
     router: Router | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> Consumer:
-    connect = connect or transport_factory(config)
+    """The consumer of `config`'s queue, with `router` or the config's handlers.
+
+    Raises ConfigError when it would have no handler at all (it would delete every event
+    unhandled), when there are no credentials for MNS (unless `connect` is given), and
+    when a handler, the idempotency store or the dead-letter directory cannot be built."""
+    if router is None:
+        router = build_router(config)
+    if not router.routes:
+        raise ConfigError(NO_HANDLERS, path=config.path, key="handlers")
+    if connect is None:
+        require_credentials(config)
+        connect = transport_factory(config)
     processor = build_processor(config, connect, router=router)
     return Consumer(
         connect, config.mns.queue, processor, consumer_settings(config), on_ready=on_ready
