@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from vod_events.events import AIVideoTagComplete
 from vod_events.router import HandlerContext, Router
 from vod_events.service.assemble import build_consumer
 from vod_events.service.http_callbacks import CallbackServer, build_callback_server, serving
+from vod_events.stats import Stats
 from vod_events.transports.memory import MemoryBroker, MemoryTransport
 
 TESTS = Path(__file__).resolve().parent
@@ -133,21 +135,24 @@ def test_a_slow_handler_failing_after_vod_hung_up_is_kept_with_its_own_reason(
 # --- the daemon: one idempotency store for the queue and the callbacks ------------------------
 
 
-def dedupe_backend(name: str, tmp_path: Path) -> dict[str, Any]:
-    if name == "sqlite":
-        return {"backend": "sqlite", "path": str(tmp_path / "dedupe.sqlite3")}
-    return {"backend": name}
+@dataclass
+class BothWays:
+    """What became of one event sent by queue and by callback to a daemon."""
+
+    replies: list[Reply]  # to the callback
+    calls: list[str]  # ctx.source of each handler call
+    stats: Stats
+    dead_letters: list[Path]
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite"])
-@pytest.mark.parametrize("first", ["queue", "http"])
-def test_an_event_arriving_by_queue_and_by_callback_runs_each_handler_once(
-    tmp_path: Path, backend: str, first: str
-) -> None:
+def send_both_ways(
+    tmp_path: Path, dedupe: dict[str, Any], first: str, *, overlap: float = 0.0
+) -> BothWays:
+    """Run a consumer (over an in-memory queue) serving callbacks, as the daemon does, with
+    one blocking handler; send the same event by `first` ("queue" or "http"), then, once its
+    handler has run for `overlap` s, by the other way; then let the handler finish."""
     config = callback_config(
-        tmp_path,
-        dedupe=dedupe_backend(backend, tmp_path),
-        consumer={"pollers": 1, "workers": 2, "wait_seconds": 1},
+        tmp_path, dedupe=dedupe, consumer={"pollers": 1, "workers": 2, "wait_seconds": 1}
     )
     broker = MemoryBroker()
     broker.create_queue(QUEUE)
@@ -166,31 +171,62 @@ def test_an_event_arriving_by_queue_and_by_callback_runs_each_handler_once(
             assert server is not None
             receiver = Receiver(server, tmp_path / "dead-letters")
             post = threading.Thread(
-                target=lambda: replies.append(receiver.post_signed(body, timeout=VOD_TIMEOUT_S))
+                target=lambda: replies.append(receiver.post_signed(body, timeout=20))
             )
             # The first copy's handler is running when the second copy arrives.
             if first == "queue":
                 broker.put(QUEUE, body)
                 assert handler.entered.wait(10)
+                time.sleep(overlap)
                 post.start()
             else:
                 post.start()
                 assert handler.entered.wait(10)
+                time.sleep(overlap)
                 broker.put(QUEUE, body)
                 wait_for(lambda: broker.visible_count(QUEUE) == 0, what="the queue copy taken")
             time.sleep(0.5)  # the second copy meets the claim
             handler.release.set()
-            post.join(10)
+            post.join(20)
             wait_for(lambda: len(broker.deleted(QUEUE)) == 1, what="the queue copy deleted")
     finally:
         handler.release.set()
         consumer.stop()
         running.join(30)
-    assert [r.status for r in replies] == [200]
-    assert handler.calls == ["mns" if first == "queue" else "http"]
-    assert consumer.stats.get("handled") == 1
-    assert consumer.stats.get("duplicates") == 1
-    assert list((tmp_path / "dead-letters").glob("*.json")) == []
+    return BothWays(
+        replies,
+        handler.calls,
+        consumer.stats,
+        list((tmp_path / "dead-letters").glob("*.json")),
+    )
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+@pytest.mark.parametrize("first", ["queue", "http"])
+def test_an_event_arriving_by_queue_and_by_callback_runs_each_handler_once(
+    tmp_path: Path, backend: str, first: str
+) -> None:
+    dedupe = {"backend": backend}
+    if backend == "sqlite":
+        dedupe["path"] = str(tmp_path / "dedupe.sqlite3")
+    both = send_both_ways(tmp_path, dedupe, first)
+    assert [r.status for r in both.replies] == [200]
+    assert all(r.seconds < VOD_TIMEOUT_S for r in both.replies)
+    assert both.calls == ["mns" if first == "queue" else "http"]
+    assert (both.stats.get("handled"), both.stats.get("duplicates")) == (1, 1)
+    assert both.dead_letters == []
+
+
+def test_inside_the_daemon_the_consumer_renews_the_callbacks_claims(tmp_path: Path) -> None:
+    claim_ttl = 3  # the shortest lease allowed
+    # The callback's handler runs well past the lease: renewed by the consumer, its claim
+    # still stands when the queue copy comes.
+    both = send_both_ways(
+        tmp_path, {"backend": "memory", "claim_ttl": claim_ttl}, "http", overlap=claim_ttl + 1.5
+    )
+    assert both.calls == ["http"]
+    assert [r.status for r in both.replies] == [200]
+    assert (both.stats.get("handled"), both.stats.get("duplicates")) == (1, 1)
 
 
 # --- serve-callbacks renews its own claims ----------------------------------------------------
