@@ -1,5 +1,7 @@
 """`vod-events serve-callbacks --config FILE`: receive VOD HTTP callbacks only (no queue).
 
+With no consumer beside it, the server renews its own idempotency claims (every
+`dedupe.renew_interval`) while handlers run, and closes the store at the end.
 Serves until SIGTERM/SIGINT. Exit 0 after a clean stop, 2 on a config error.
 """
 
