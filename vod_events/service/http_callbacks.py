@@ -35,7 +35,8 @@ late). A try that meets a claim in progress waits for it at most `CLAIM_WAIT_S` 
 still gets an answer) when this process runs it; if it is still running, or runs elsewhere,
 the try is answered 503 "in progress" and writes nothing: the delivery that holds the claim
 owns the event's fate (its success is recorded; its failure goes back to its queue or into a
-dead letter with the real reason), and a later try of VOD's finds it done. Claims are short
+dead letter with the real reason), and a later try of VOD's, if any, finds it done (VOD may
+log the event as undelivered though it was handled). Claims are short
 leases: a server with its own idempotency store renews its claims every
 `dedupe.renew_interval` (`serve-callbacks`); inside the daemon it shares the consumer's store,
 which renews them, so a callback and a queue message of the same event meet the same claims
