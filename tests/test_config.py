@@ -29,13 +29,20 @@ from vod_events.config import (
     secret_values,
 )
 from vod_events.config.example import example_toml
+from vod_events.config.schema import DedupeSection
 from vod_events.config.secrets import with_credentials
 from vod_events.consumer import ConsumerSettings
 from vod_events.deadletter import DirectorySink
-from vod_events.dedupe import SQLiteStore
+from vod_events.dedupe import DEFAULT_CLAIM_TTL, SQLiteStore, renew_interval
 from vod_events.errors import ConfigError
 from vod_events.mns_server import LocalMNSServer
-from vod_events.service.assemble import build_dead_letters, build_store, consumer_settings
+from vod_events.router import Router
+from vod_events.service.assemble import (
+    build_consumer,
+    build_dead_letters,
+    build_store,
+    consumer_settings,
+)
 from vod_events.transports.memory import MemoryBroker, MemoryTransport
 from vod_events.transports.mns import MNSTransport
 
@@ -509,3 +516,167 @@ def test_no_secret_in_any_output_of_a_real_run(tmp_path: Path) -> None:
     for secret in (KEY_ID, ACCESS_SECRET, REDIS_PASSWORD, HMAC_SECRET):
         assert secret not in output
     assert "PLANTED" not in output
+
+
+# ------------------------------------------------------------------ values that used to pass
+
+
+def float_keys() -> list[tuple[str, str, str]]:
+    """(section label, key, its variable) for every float key of the schema."""
+    found = [
+        (name, f.name, f"VOD_EVENTS_{name.upper()}_{f.name.upper()}")
+        for name, cls in SECTIONS.items()
+        for f in dataclasses.fields(cls)
+        if f.type == "float"
+    ]
+    found += [
+        ("handlers[0]", f.name, f"VOD_EVENTS_HANDLERS_0_{f.name.upper()}")
+        for f in dataclasses.fields(HandlerSection)
+        if f.type == "float"
+    ]
+    return found
+
+
+@pytest.mark.parametrize(("section", "name", "variable"), float_keys())
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_no_float_key_takes_nan_or_infinity(
+    tmp_path: Path, section: str, name: str, variable: str, value: str
+) -> None:
+    handler = '[[handlers]]\ntype = "log"\n'
+    if section == "handlers[0]":
+        text = MINIMAL + f'[[handlers]]\ntype = "log"\n{name} = {value}\n'
+    else:
+        text = MINIMAL + f"[{section}]\n{name} = {value}\n" + handler
+    assert error_of(tmp_path, text) == (
+        f"{tmp_path / 'bad.toml'}, key '{section}.{name}': must be a finite number, "
+        f"got {float(value)!r}"
+    )
+    assert error_of(tmp_path, MINIMAL + handler, {variable: value}) == (
+        f"environment variable {variable}, key '{section}.{name}': must be a finite number, "
+        f"got {float(value)!r}"
+    )
+
+
+def choice_keys() -> list[tuple[str, str, str]]:
+    return [
+        (name, f.name, choice)
+        for name, cls in SECTIONS.items()
+        for f in dataclasses.fields(cls)
+        for choice in f.metadata["choices"]
+        if choice
+    ] + [
+        ("handlers", f.name, choice)
+        for f in dataclasses.fields(HandlerSection)
+        for choice in f.metadata["choices"]
+        if choice
+    ]
+
+
+@pytest.mark.parametrize(("section", "name", "choice"), choice_keys())
+def test_choices_are_matched_whatever_their_case(section: str, name: str, choice: str) -> None:
+    shouted = choice.upper() if choice != choice.upper() else choice.lower()
+    endpoint = {"endpoint": "http://127.0.0.1:1"}
+    if section == "handlers":  # the built-in's type; the keys each one needs
+        table = {name: shouted, "path": "x.jsonl", "url": "http://127.0.0.1:1/"}
+        config = from_dict({"mns": endpoint, "handlers": [table]}, "<test>", {})
+        assert getattr(config.handlers[0], name) == choice
+        return
+    data = {section: {name: shouted}}
+    data["mns"] = {**data.get("mns", {}), **endpoint}
+    assert getattr(getattr(from_dict(data, "<test>", {}), section), name) == choice
+    variable = f"VOD_EVENTS_{section.upper()}_{name.upper()}"
+    from_env = from_dict({"mns": endpoint}, "<test>", {variable: shouted.title()})
+    assert getattr(getattr(from_env, section), name) == choice
+
+
+def test_a_boolean_key_takes_booleans_only(tmp_path: Path) -> None:
+    text = MINIMAL + '[[handlers]]\ntype = "log"\nallow_unknown_events = "yes"\n'
+    assert error_of(tmp_path, text) == (
+        f"{tmp_path / 'bad.toml'}, key 'handlers[0].allow_unknown_events': "
+        "must be true or false, got 'yes'"
+    )
+    table = MINIMAL + '[[handlers]]\ntype = "log"\n'
+    variable = "VOD_EVENTS_HANDLERS_0_ALLOW_UNKNOWN_EVENTS"
+    assert error_of(tmp_path, table, {variable: "maybe"}) == (
+        f"environment variable {variable}, key 'handlers[0].allow_unknown_events': "
+        "must be true or false, got 'maybe'"
+    )
+    path = tmp_path / "cfg.toml"
+    path.write_text(table)
+    for text, flag in (("true", True), ("Yes", True), ("1", True), ("off", False), ("0", False)):
+        assert load(path, {variable: text}).handlers[0].allow_unknown_events is flag
+
+
+def test_a_secret_of_the_wrong_type_is_not_shown(tmp_path: Path) -> None:
+    text = MINIMAL.replace("\n", "\naccess_key_secret = 1234567890\n", 1)
+    message = error_of(tmp_path, text)
+    assert message == (
+        f"{tmp_path / 'bad.toml'}, key 'mns.access_key_secret': must be a string, got ********"
+    )
+
+
+# ------------------------------------------------------------------ the claim lease
+
+
+def test_claim_ttl_defaults_to_the_stores_lease_renewed_at_least_every_second(
+    tmp_path: Path,
+) -> None:
+    assert DedupeSection().claim_ttl == DEFAULT_CLAIM_TTL == 15.0
+    assert error_of(tmp_path, MINIMAL + "[dedupe]\nclaim_ttl = 2.9\n") == (
+        f"{tmp_path / 'bad.toml'}, key 'dedupe.claim_ttl': must be in 3..86400, got 2.9"
+    )
+    for backend in ("sqlite", "memory"):
+        data = {
+            **tomllib.loads(MINIMAL),
+            "dedupe": {"backend": backend, "claim_ttl": 3},
+            "state": {"dir": str(tmp_path / "state")},
+        }
+        store = build_store(from_dict(data, "<test>", {}))
+        try:
+            assert store.claim_ttl == 3.0
+            assert renew_interval(store) >= 1.0
+        finally:
+            store.close()
+    default = build_store(
+        from_dict({**tomllib.loads(MINIMAL), "dedupe": {"backend": "memory"}}, "<test>", {})
+    )
+    assert default.claim_ttl == DEFAULT_CLAIM_TTL
+
+
+# ------------------------------------------------------------------ handlers the daemon needs
+
+
+def test_a_python_router_with_handlers_needs_no_handlers_table(tmp_path: Path) -> None:
+    config = from_dict(
+        {**tomllib.loads(MINIMAL), "state": {"dir": str(tmp_path / "state")}}, "<test>", {}
+    )
+    assert config.handlers == []
+    broker = MemoryBroker()
+
+    def connect(queue: str) -> MemoryTransport:
+        return MemoryTransport(broker, queue)
+
+    router = Router()
+    router.add(lambda event, ctx: None, name="in-python")
+    consumer = build_consumer(config, connect=connect, router=router)
+    consumer.processor.store.close()
+    for empty in (None, Router()):
+        with pytest.raises(ConfigError) as refused:
+            build_consumer(config, connect=connect, router=empty)
+        assert str(refused.value) == (
+            "<test>, key 'handlers': no [[handlers]] table: the daemon would delete every "
+            "event as unhandled; add one (call = 'package.module:function', or type = 'log', "
+            "'jsonl' or 'http')"
+        )
+
+
+def test_errors_about_a_key_name_the_variable_that_set_it(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.toml"
+    path.write_text(MINIMAL + '[state]\ndir = "from-file"\n')
+    from_file = load(path, {})
+    assert str(from_file.error("state.dir", "broken")) == f"{path}, key 'state.dir': broken"
+    from_env = load(path, {"VOD_EVENTS_STATE_DIR": "from-env"})
+    assert str(from_env.error("state.dir", "broken")) == (
+        "environment variable VOD_EVENTS_STATE_DIR, key 'state.dir': broken"
+    )
+    assert from_env == dataclasses.replace(from_file, state=from_env.state)  # not compared

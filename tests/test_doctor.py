@@ -311,6 +311,36 @@ def test_handlers_that_do_not_import_or_do_not_exist(
     )
 
 
+BROKEN_MODULES = {  # module source, what the error says
+    "raises": ("raise RuntimeError('no database configured')\n", "RuntimeError: no database"),
+    "syntax": ("def handle(event, ctx:\n    pass\n", "SyntaxError in "),
+    "exits": ("import sys\nsys.exit(3)\n", "SystemExit: 3"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_MODULES))
+def test_a_handler_module_that_fails_as_it_is_imported_is_reported(
+    server: LocalMNSServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+) -> None:
+    source, reason = BROKEN_MODULES[case]
+    module = f"doctor_broken_{case}"
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = config_text(server.endpoint, tmp_path).replace("sample_handlers:record", f"{module}:x")
+    code, found, _ = doctor(capsys, tmp_path, text)
+    assert code == 1
+    status, detail, fix = found["handler 1"]
+    assert status == "error"
+    assert detail.startswith(f"cannot import module {module!r} for handler '{module}:x': ")
+    assert reason in detail
+    assert "fix the error the module raises" in fix
+    assert found["dedupe"][0] == "ok"  # the checks after it ran
+
+
 def test_unreachable_redis_is_an_error_without_its_password(
     server: LocalMNSServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -19,7 +19,6 @@ from vod_events.config import from_dict
 from vod_events.errors import ConfigError
 from vod_events.events import VodEvent
 from vod_events.router import (
-    DuplicateHandlerName,
     Handler,
     HandlerContext,
     Router,
@@ -82,12 +81,13 @@ def test_a_generated_name_that_collides_is_refused_asking_for_name(case: str) ->
     first, second = pairs([])[case]
     router = Router()
     router.add(first)
-    with pytest.raises(DuplicateHandlerName) as refused:
+    with pytest.raises(ValueError) as refused:  # DuplicateHandlerName
         router.add(second)
     message = str(refused.value)
     assert repr(handler_name(first)) in message
     assert "idempotency" in message
     assert "name='...'" in message
+    assert type(refused.value).__name__ == "DuplicateHandlerName"
     assert len(router.routes) == 1  # nothing half-registered
 
 
@@ -108,7 +108,7 @@ def test_with_distinct_names_both_handlers_run_for_one_event(harness: Make, case
 def test_an_explicit_name_that_is_taken_is_refused_too() -> None:
     router = Router()
     router.add(recorder([], "a"), name="save")
-    with pytest.raises(DuplicateHandlerName, match="'save' is taken"):
+    with pytest.raises(ValueError, match="'save' is taken"):
         router.add(Notifier([], "b"), name="save")
 
 

@@ -93,6 +93,11 @@ def test_options_reach_the_server() -> None:
         (("--access-key-id", "lonely"), "both access_key_id and access_key_secret"),
         (("--queue", "bad_name"), "queue 'bad_name'"),
         (("--fault-rate", "2"), "fault rate must be between 0 and 1"),
+        (("--port", "99999"), "argument --port: must be in 0..65535, got 99999"),
+        (("--port", "-1"), "argument --port: must be in 0..65535, got -1"),
+        (("--port", "http"), "argument --port: must be a whole number, got 'http'"),
+        (("--fault-rate", "nan"), "argument --fault-rate: must be a finite number >= 0"),
+        (("--latency-ms", "inf"), "argument --latency-ms: must be a finite number >= 0"),
     ],
 )
 def test_bad_options_exit_2_with_a_message(options: tuple[str, ...], message: str) -> None:

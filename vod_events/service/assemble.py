@@ -112,6 +112,9 @@ def build_dead_letters(config: Config, connect: TransportFactory) -> DeadLetterS
     if target.queue:
         return QueueSink(lambda: connect(target.queue))
     try:
+        # Created now, not at the first dead letter: a directory that cannot be created is
+        # a configuration error at start, not a poison message that keeps coming back.
+        config.dead_letter_dir.mkdir(parents=True, exist_ok=True)
         return DirectorySink(config.dead_letter_dir)
     except OSError as exc:
         key = "dead_letter.dir" if target.dir else "state.dir"
