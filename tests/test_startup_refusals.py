@@ -413,3 +413,19 @@ def test_enum_values_are_case_insensitive(tmp_path: Path) -> None:
         'type = "log"',
     ):
         assert line in done.stdout.splitlines()
+
+
+@both
+def test_a_systemd_credential_that_is_not_text_is_refused_unshown(
+    tmp_path: Path, command: str
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "ALIBABA_CLOUD_ACCESS_KEY_SECRET").write_bytes(b"\xffPLANTED\xfe")
+    config = write(tmp_path, ENDPOINT + LOG_HANDLER)
+    done = run(command, config, {"CREDENTIALS_DIRECTORY": str(credentials)}, credentials=False)
+    assert refused(done) == (
+        "systemd credential ALIBABA_CLOUD_ACCESS_KEY_SECRET: "
+        f"{credentials / 'ALIBABA_CLOUD_ACCESS_KEY_SECRET'} is not UTF-8 text"
+    )
+    assert "PLANTED" not in done.stderr

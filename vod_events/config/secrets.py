@@ -28,20 +28,35 @@ from pathlib import Path
 from typing import Any
 
 from vod_events.config.schema import SECTIONS, HandlerSection
+from vod_events.errors import ConfigError
 
 NAME_PREFIXES = ("VOD_EVENTS_", "ALIBABA_CLOUD_")
 
 
 def with_credentials(environ: Mapping[str, str]) -> dict[str, str]:
-    """`environ` plus the variables supplied as systemd credentials (environment wins)."""
+    """`environ` plus the variables supplied as systemd credentials (environment wins).
+
+    Raises ConfigError, naming the credential (never its content), for one that cannot be
+    read or is not UTF-8 text."""
     merged = dict(environ)
     directory = environ.get("CREDENTIALS_DIRECTORY", "")
     if not directory or not Path(directory).is_dir():
         return merged
     for path in sorted(Path(directory).iterdir()):
         if path.name.startswith(NAME_PREFIXES) and path.name not in merged and path.is_file():
+            try:
+                text = path.read_bytes().decode("utf-8")
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read {path}: {exc.strerror or exc}",
+                    path=f"systemd credential {path.name}",
+                ) from None
+            except UnicodeDecodeError:
+                raise ConfigError(
+                    f"{path} is not UTF-8 text", path=f"systemd credential {path.name}"
+                ) from None
             # `echo secret > file` adds a newline that is not part of the secret.
-            merged[path.name] = path.read_text(encoding="utf-8").rstrip("\r\n")
+            merged[path.name] = text.rstrip("\r\n")
     return merged
 
 
