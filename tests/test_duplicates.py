@@ -24,11 +24,14 @@ from service_process import Daemon
 from vod_events.config import Config, from_dict
 from vod_events.consumer import EXIT_OK
 from vod_events.decoder import decode
-from vod_events.dedupe import ClaimState, SQLiteStore
+from vod_events.dedupe import ClaimState, MemoryStore, SQLiteStore
 from vod_events.events import VodEvent
 from vod_events.mns_server import LocalMNSServer
-from vod_events.router import HandlerContext
+from vod_events.processing import OutcomeStatus, Processor
+from vod_events.router import HandlerContext, Router
 from vod_events.service.assemble import build_consumer, build_router
+from vod_events.stats import Stats
+from vod_events.transports import ReceivedMessage
 from vod_events.transports.mns import MNSTransport
 
 KEY_ID, SECRET = "dup-key-id", "dup-key-secret"
@@ -198,3 +201,27 @@ def test_a_killed_daemon_s_event_is_recovered_within_the_visibility_timeout(
     starts = [r for r in records() if r["phase"] == "start"]
     assert len(starts) == 2  # the killed run and the recovery, nothing more
     assert sender(server).receive(16, 0) == []  # deleted
+
+
+def test_a_deferred_http_callback_records_no_deferral() -> None:
+    # A callback's retry is a new request with a new id: counting it would only leave a
+    # row behind for completed_ttl (7 days).
+    store = MemoryStore()
+    body = event_body("http-1")
+    assert store.claim(f"{decode(body).dedupe_key}|h").state is ClaimState.CLAIMED
+    other = MemoryStore()
+    other._rows = store._rows  # another replica's view of the same records
+    router = Router()
+    router.add(lambda event, ctx: None, name="h")
+    for source, recorded in (("http", 0), ("mns", 1)):
+        processor = Processor(
+            router,
+            stats=Stats(),
+            stopping=threading.Event(),
+            source="s",
+            store=other,
+            context_source=source,  # type: ignore[arg-type]
+        )
+        message = ReceivedMessage(f"{source}-id", "", body, 1, 0, 0, 0)
+        assert processor.process(message).status is OutcomeStatus.DEFERRED
+        assert other.deferrals(f"{source}-id") == recorded

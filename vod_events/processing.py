@@ -117,6 +117,7 @@ class Processor:
         self.decoder = decoder
         self.context_source = context_source
         self.own_claim_wait = own_claim_wait
+        self._queued = context_source == "mns"
         self.log = structlog.get_logger("vod_events.processing")
 
     def process(self, message: ReceivedMessage) -> Outcome:
@@ -194,7 +195,9 @@ class Processor:
     def _defer(self, message: ReceivedMessage, claim: Claim, route: Route, log: Log) -> Outcome:
         """Hand back a delivery whose handler is running elsewhere: soon, and sooner still
         when its claim's lease runs out first. Deferrals do not count as deliveries."""
-        deferrals = self.store.count_deferral(message.message_id)
+        # Only a queue message comes back under the same id with a DequeueCount to correct;
+        # an HTTP callback's retry is a new request (and a new id), so nothing is recorded.
+        deferrals = self.store.count_deferral(message.message_id) if self._queued else 1
         if claim.mine:  # our own handler outlived `own_claim_wait`: look again at once
             visibility = 1
         else:
