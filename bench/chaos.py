@@ -1,18 +1,37 @@
-"""The chaos suite: prove that nothing is lost and nothing is done twice.
+"""The chaos suite: prove that nothing is lost and nothing is done twice, at the defaults.
 
     .venv/bin/python bench/chaos.py --events 3000 --kills 30 [--replicas 2 --dedupe redis]
 
+The daemons run exactly as a user runs them: `python -m vod_events.consume` with a config that
+sets only what a user must (endpoint, queue, state directory, the handler; the Redis URL for
+the redis backend) - every consumer, retry and idempotency setting (claim_ttl,
+max_deliveries, pollers, workers, wait_seconds, ...) is the default. The queue is created with
+MNS's default VisibilityTimeout (30 s; `--visibility-timeout` to change it).
+
 Against the local MNS server with faults injected (failed requests, dropped connections,
-added latency), it enqueues thousands of distinct events plus poison bodies, then runs the
-daemon as real processes (`python -m vod_events.consume`) with a handler that records every
-call, SIGKILLs them at random moments many times, restarts them, and finally lets one round
-drain the queue and stop with SIGTERM. Then it accounts for every message:
+added latency), it enqueues thousands of distinct events - a third as a backlog, the rest
+arriving over the run - plus poison bodies, and among them:
+- slow events, whose handler runs longer than the queue's VisibilityTimeout (only the
+  heartbeat keeps their messages from going to another consumer meanwhile);
+- events sent twice, the second copy (Base64, as VOD may send it) arriving 1 s after the
+  first while the first copy's handler still runs: concurrent duplicates, some during the
+  kills and some after the last one.
+It runs the daemon as real processes with a handler that records when each call starts and
+ends (chaos_handler.py), SIGKILLs a daemon again and again - every other kill while it runs a
+slow handler, the others at random moments - restarting each at once, and after the last kill
+lets the queue drain, then stops the daemons with SIGTERM. It accounts for every message:
 
     handled at least once + dead-lettered poison = enqueued, lost = 0, queue left empty,
-    and it counts duplicate handler runs (possible only if a kill lands between a handler's
-    return and the idempotency store recording it).
+    no duplicate handler run (two completed runs of one event's handler);
 
-`tests/test_chaos.py` runs a short version of it in CI.
+and it times what the defaults promise:
+- crash recovery: from a SIGKILL to each handler it cut short running again in another
+  process; at most the queue's VisibilityTimeout + 10 s;
+- concurrent duplicates: from the first copy's handler completing to the second copy being
+  recognised as a duplicate (and deleted); at most 10 s;
+- the drain: from the last SIGKILL to an empty queue.
+
+`tests/test_chaos.py` runs a short version of it in `make test`.
 """
 
 from __future__ import annotations
@@ -23,22 +42,42 @@ import json
 import os
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from mns.account import Account
+from mns.queue import Message
+
+from vod_events.config import load
 from vod_events.mns_server import LocalMNSServer
+from vod_events.transports import TransportError
 from vod_events.transports.mns import MNSTransport
 
 QUEUE = "chaos"
 KEY_ID, SECRET = "chaos-key", "chaos-secret"
 HERE = Path(__file__).resolve().parent
-HANDLER = "chaos_handler:record"
+HANDLER = "chaos_handler:record"  # also the handler's name in idempotency keys (`call`)
+MNS_DEFAULT_VISIBILITY = 30  # MNS's default VisibilityTimeout, and the local server's
+RECOVERY_MARGIN = 10.0  # crash recovery must take at most the visibility timeout + this
+DUPLICATE_BOUND = 10.0  # a concurrent duplicate must be resolved this soon after the first
+DUPLICATE_LAG = 1  # seconds between the two copies of a duplicated event
+# A delivery is not killed again once its DequeueCount reaches this: max_deliveries (10 by
+# default) dead-letters a message that crashes its consumer over and over, by design, and
+# this run is about crashes that a retry survives.
+KILLABLE_DELIVERIES = 5
+
+
+# ------------------------------------------------------------------------------ bodies
 
 
 def poison_bodies() -> list[str]:
@@ -66,97 +105,250 @@ def poison_bodies() -> list[str]:
     ]
 
 
-def event(i: int) -> str:
-    """A distinct, valid event per index (mixed types and encodings, as VOD sends them)."""
+def event_json(kind: str, i: int, run: str) -> str:
+    """A distinct, valid event. Its JobId, `chaos-<kind>-<i>-<run>`, tells the handler how
+    long to work (chaos_handler.work_seconds); `run` keeps one run's events from meeting
+    another's in a shared Redis."""
+    job = f"chaos-{kind}-{i}-{run}"
     body = {
         "EventTime": "2026-11-22T08:00:00:123Z",
         "EventType": "AIMediaDNAComplete" if i % 2 else "FileUploadComplete",
-        "JobId": f"chaos-job-{i}",
-        "MediaId": f"chaos-media-{i}",
-        "VideoId": f"chaos-media-{i}",
+        "JobId": job,
+        "MediaId": f"media-{job}",
+        "VideoId": f"media-{job}",
         "Status": "success",
         "Data": json.dumps({"VideoDNA": []}),
     }
-    text = json.dumps(body)
-    return base64.b64encode(text.encode()).decode() if i % 3 == 0 else text
+    return json.dumps(body)
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    body: str
+    delay: int  # DelaySeconds: the message becomes visible this long after it is sent
+    job: str = ""  # "" for poison
+
+
+@dataclass(frozen=True)
+class Sent:
+    message_id: str
+    job: str
+    visible_at: float  # unix time
+
+
+def plan_messages(
+    *, events: int, slow: int, duplicates: int, spread: int, run: str, rng: random.Random
+) -> list[Outgoing]:
+    """Every event once (a third visible at once, the rest over `spread` seconds), the
+    duplicated ones a second time, Base64, DUPLICATE_LAG seconds after the first copy; and
+    the poison bodies at random moments."""
+    slow_at = {round((k + 0.5) * events / slow) for k in range(slow)} if slow else set()
+    dup_at = {round((k + 0.3) * events / duplicates) for k in range(duplicates)} - slow_at
+    backlog = events // 3
+    out: list[Outgoing] = []
+    for i in range(events):
+        kind = "slow" if i in slow_at else "dup" if i in dup_at else "job"
+        text = event_json(kind, i, run)
+        job = json.loads(text)["JobId"]
+        delay = 0 if i < backlog else round(spread * (i - backlog) / max(events - backlog, 1))
+        out.append(Outgoing(b64(text) if i % 3 == 0 and kind == "job" else text, delay, job))
+        if kind == "dup":
+            out.append(Outgoing(b64(text), delay + DUPLICATE_LAG, job))
+    out += [Outgoing(body, rng.randint(0, spread)) for body in poison_bodies()]
+    return out
+
+
+def send(queue: Any, items: Sequence[Outgoing]) -> list[Sent]:
+    """Send through the SDK's queue (the transport has no DelaySeconds), 16 at a time.
+    Retried on any error: with faults injected, a failed send may still have been carried
+    out, and its copy is then one more duplicate for the daemons to recognise."""
+    sent: list[Sent] = []
+    for start in range(0, len(items), 16):
+        chunk = items[start : start + 16]
+        messages = [Message(o.body, delay_seconds=o.delay) for o in chunk]
+        for attempt in range(1, 21):
+            at = time.time()
+            try:
+                ids = [str(m.message_id) for m in queue.batch_send_message(messages)]
+            except Exception:
+                if attempt == 20:
+                    raise
+                time.sleep(0.1)
+                continue
+            sent += [Sent(mid, o.job, at + o.delay) for mid, o in zip(ids, chunk, strict=True)]
+            break
+    return sent
+
+
+# ------------------------------------------------------------------------------ records
+
+
+@dataclass(frozen=True)
+class Call:
+    """One line of the handler's record (see chaos_handler.py)."""
+
+    what: str  # "start" or "end"
+    job: str
+    message_id: str
+    dequeue_count: int
+    pid: int
+    at: float
+
+    @property
+    def run(self) -> tuple[str, str, int]:
+        return (self.job, self.message_id, self.pid)
+
+
+class Calls:
+    """The handler's record, read as it grows."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.all: list[Call] = []
+        self.running: dict[tuple[str, str, int], Call] = {}  # started, not (yet) ended
+
+    def read(self) -> None:
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            data = handle.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        for line in complete.decode().splitlines():
+            what, job, message_id, count, pid, at = line.split("\t")
+            call = Call(what, job, message_id, int(count), int(pid), float(at))
+            self.all.append(call)
+            if what == "start":
+                self.running[call.run] = call
+            else:
+                self.running.pop(call.run, None)
+
+    def running_in(self, pid: int) -> list[Call]:
+        return [call for call in self.running.values() if call.pid == pid]
+
+    def ends(self) -> list[Call]:
+        return [call for call in self.all if call.what == "end"]
+
+
+@dataclass(frozen=True)
+class LogLines:
+    """What the daemons logged (JSON lines, the default format off a terminal): the
+    visibility timeout each one extended messages by (from "consumer started"), and about
+    messages: when each was recognised as a duplicate, which were deferred, and which
+    could not be handed back to the queue (an injected fault)."""
+
+    visibility: dict[Path, int]  # log file -> the visibility timeout that daemon used
+    duplicate_at: dict[str, float]
+    deferred: set[str]
+    hand_back_failed: set[str]
+
+    @classmethod
+    def read(cls, paths: Iterable[Path]) -> LogLines:
+        visibility: dict[Path, int] = {}
+        duplicate_at: dict[str, float] = {}
+        deferred: set[str] = set()
+        failed: set[str] = set()
+        for path in paths:
+            for line in path.read_text(errors="replace").splitlines():
+                try:
+                    entry = json.loads(line)
+                    text = entry["event"]
+                    if text == "consumer started":
+                        visibility[path] = int(entry["visibility_timeout"])
+                        continue
+                    message_id = entry["message_id"]
+                    at = datetime.fromisoformat(entry["timestamp"]).timestamp()
+                except (ValueError, KeyError, TypeError):
+                    continue  # not ours, not about a message, or cut short by SIGKILL
+                if text.startswith("duplicate"):
+                    duplicate_at[message_id] = min(at, duplicate_at.get(message_id, at))
+                elif "in progress elsewhere" in text:
+                    deferred.add(message_id)
+                elif text.startswith("hand back") and text.endswith("failed"):
+                    failed.add(message_id)
+        return cls(visibility, duplicate_at, deferred, failed)
+
+
+# ------------------------------------------------------------------------------ daemons
 
 
 @dataclass
-class ChaosReport:
-    enqueued_events: int
-    enqueued_poison: int
-    kills: int
-    handled_under_kills: int  # distinct events done before the final, unkilled round
-    handled_at_least_once: int
-    lost: int
-    duplicate_handler_runs: int
-    dead_lettered_poison: int
-    poison_without_reason: int
-    dead_lettered_events: int
-    queue_left: int
-    final_exit_codes: list[int]
-    seconds: float
+class Daemon:
+    process: subprocess.Popen[bytes]
+    log: Path
+    started: float = field(default_factory=time.monotonic)
 
     @property
-    def ok(self) -> bool:
-        return (
-            self.lost == 0
-            and self.dead_lettered_poison == self.enqueued_poison
-            and self.poison_without_reason == 0
-            and self.dead_lettered_events == 0
-            and self.queue_left == 0
-            and all(code == 0 for code in self.final_exit_codes)
-        )
+    def pid(self) -> int:
+        return self.process.pid
+
+
+@dataclass(frozen=True)
+class Kill:
+    pid: int
+    log: Path  # the killed daemon's
+    at: float  # unix time
+    during_slow_handler: bool
+    cut_short: tuple[Call, ...]  # the handler calls it interrupted
 
 
 def write_config(work: Path, endpoint: str, dedupe: str, redis_url: str) -> Path:
-    dedupe_lines = [f'backend = "{dedupe}"', "claim_ttl = 4.0"]
-    if dedupe == "redis":
-        dedupe_lines.append(f'url = "{redis_url}"')
-    else:
-        dedupe_lines.append(f'path = "{work / "dedupe.sqlite3"}"')
-    text = "\n".join(
-        [
-            "[mns]",
-            f'endpoint = "{endpoint}"',
-            f'queue = "{QUEUE}"',
-            "[consumer]",
-            "pollers = 2",
-            "workers = 8",
-            "wait_seconds = 2",
-            "shutdown_timeout = 20",
-            "max_deliveries = 1000",  # kills re-deliver a lot: that must not dead-letter events
-            "[retry]",
-            "redelivery_initial = 1",
-            "redelivery_max = 2",
-            "[dedupe]",
-            *dedupe_lines,
-            "[dead_letter]",
-            f'dir = "{work / "dead-letters"}"',
-            "[state]",
-            f'dir = "{work / "state"}"',
-            "[log]",
-            'level = "error"',
-            'format = "json"',
-            "[[handlers]]",
-            'events = ["*"]',
-            f'call = "{HANDLER}"',
-        ]
-    )
+    """Only what a user must set: every other key is left at its default."""
+    lines = [
+        "[mns]",
+        f'endpoint = "{endpoint}"',
+        f'queue = "{QUEUE}"',
+        "[state]",
+        f'dir = "{work / "state"}"',
+        "[dedupe]",
+        f'backend = "{dedupe}"',
+        *([f'url = "{redis_url}"'] if dedupe == "redis" else []),
+        "[[handlers]]",
+        'events = ["*"]',
+        f'call = "{HANDLER}"',
+    ]
     path = work / "chaos.toml"
-    path.write_text(text + "\n")
+    path.touch(mode=0o600)  # it may hold the Redis URL: a secret
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def forget_dedupe_keys(
-    redis_url: str, bodies: Sequence[str], message_ids: Sequence[str] = ()
-) -> None:
-    """Delete the Redis keys the daemons write for these bodies and messages, and no others:
-    no FLUSHDB, the database may hold anyone's data.
+def start_daemon(config: Path, calls: Path, logs: Path, env: dict[str, str]) -> Daemon:
+    log = logs / f"daemon-{len(list(logs.iterdir())):03d}.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vod_events.consume", "--config", str(config)],
+            env={**os.environ, **env, "PYTHONPATH": str(HERE), "CHAOS_CALLS": str(calls)},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    return Daemon(process, log)
+
+
+def queue_left(admin: MNSTransport) -> int | None:
+    """Messages in the queue (visible, in flight or delayed); None if the request failed."""
+    try:
+        info = admin.queue_info()
+    except TransportError:
+        return None
+    return info.active_messages + info.inactive_messages + info.delay_messages
+
+
+def forget_dedupe_keys(redis_url: str, bodies: Iterable[str], message_ids: Iterable[str]) -> int:
+    """Delete the Redis keys the daemons wrote for these bodies and messages, and no others
+    (no FLUSHDB: the database may hold anyone's data); returns how many existed.
 
     The daemon's config cannot set RedisStore's key prefix (a unique prefix per run would do
-    better), so the keys are the default prefix's: one claim per (event, handler), as the
-    processor names it, and one deferral count per message.
+    better), so the names are rebuilt from the default prefix: one claim per (event,
+    handler), `<prefix><dedupe key>|<handler name>`, as the processor names it, and one
+    deferral count per message, `<prefix>deferrals:<message id>`. The count returned lets
+    the caller check that the rebuilt names are the ones the daemons wrote.
     """
     import inspect
 
@@ -165,50 +357,114 @@ def forget_dedupe_keys(
     from vod_events.decoder import decode
     from vod_events.dedupe import RedisStore
     from vod_events.errors import DecodeError
-    from vod_events.router import handler_name, import_handler
 
     prefix = inspect.signature(RedisStore).parameters["prefix"].default
-    handler = handler_name(import_handler(HANDLER))
-    keys: list[str] = [f"{prefix}deferrals:{message_id}" for message_id in message_ids]
+    keys = {f"{prefix}deferrals:{message_id}" for message_id in message_ids}
     for body in bodies:
         try:
-            keys.append(f"{prefix}{decode(body).dedupe_key}|{handler}")
+            keys.add(f"{prefix}{decode(body).dedupe_key}|{HANDLER}")
         except DecodeError:
             continue  # poison: never claimed
+    names = sorted(keys)
     client = redis.Redis.from_url(redis_url)
+    deleted = 0
     try:
-        for start in range(0, len(keys), 1000):
-            client.delete(*keys[start : start + 1000])
+        for start in range(0, len(names), 1000):
+            deleted += int(client.delete(*names[start : start + 1000]))
     finally:
         client.close()
+    return deleted
 
 
-def start_daemon(config: Path, calls: Path, handler_ms: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "CHAOS_HANDLER_MS": str(handler_ms),
-        "PYTHONPATH": str(HERE),
-        "CHAOS_CALLS": str(calls),
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": KEY_ID,
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": SECRET,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "vod_events.consume", "--config", str(config)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+# ------------------------------------------------------------------------------ the run
 
 
-def queue_left(transport: MNSTransport) -> int:
-    info = transport.queue_info()
-    return info.active_messages + info.inactive_messages + info.delay_messages
+@dataclass
+class ChaosReport:
+    # what was done
+    replicas: int
+    dedupe: str
+    visibility_timeout: int
+    enqueued_events: int
+    enqueued_poison: int
+    slow_events: int
+    slow_seconds: float
+    duplicated_events: int
+    kills: int
+    kills_during_slow_handlers: int
+    handler_calls_cut_short: int
+    # the accounting
+    handled_at_least_once: int
+    lost: int
+    duplicate_handler_runs: int
+    dead_lettered_poison: int
+    poison_without_reason: int
+    dead_lettered_events: int
+    queue_left: int
+    final_exit_codes: list[int]
+    slow_runs_completed: int  # slow handlers that ran to the end, outliving the visibility
+    max_dequeue_count: int  # at a handler's start
+    # the timings (seconds)
+    crash_recoveries: int  # handler calls cut short and started again after one kill
+    crash_recovery_max: float | None  # SIGKILL -> the handler running again elsewhere
+    crash_recovery_median: float | None
+    crash_recoveries_after_another_crash: int  # not timed: a second kill came in between
+    # Daemons whose GetQueueAttributes failed at start (an injected fault) use 30 s instead
+    # of the queue's visibility timeout: their messages stay invisible that long after a
+    # kill. Their recoveries are counted apart, against their own visibility + 10 s.
+    daemons_assuming_other_visibility: int
+    crash_recoveries_other_visibility: int
+    crash_recovery_other_visibility_max: float | None
+    crash_recoveries_over_bound: int  # recoveries over the visibility used + 10 s
+    concurrent_duplicates: int  # second copy in the queue before the first one completed
+    duplicate_resolved_max: float | None  # first copy completed -> second copy recognised
+    duplicate_resolved_median: float | None
+    duplicates_not_timed: int  # a kill or a failed hand-back (injected fault) in between
+    duplicates_not_timed_max: float | None
+    duplicates_never_logged: int  # a second copy gone from the queue without its log line
+    last_kill_to_empty_queue: float | None
+    seconds: float
+    redis_keys_deleted: int | None = None
 
+    @property
+    def recovery_bound(self) -> float:
+        return self.visibility_timeout + RECOVERY_MARGIN
 
-def handled_jobs(calls: Path) -> Counter[str]:
-    if not calls.exists():
-        return Counter()
-    return Counter(line.split("\t", 1)[0] for line in calls.read_text().splitlines() if line)
+    @property
+    def failures(self) -> list[str]:
+        """What is wrong with this run; empty when every promise held."""
+        found = []
+        if self.lost:
+            found.append(f"{self.lost} events lost")
+        if self.duplicate_handler_runs:
+            found.append(f"{self.duplicate_handler_runs} duplicate handler runs")
+        if self.dead_lettered_poison != self.enqueued_poison or self.poison_without_reason:
+            found.append("poison not all dead-lettered with a reason")
+        if self.dead_lettered_events:
+            found.append(f"{self.dead_lettered_events} events dead-lettered")
+        if self.queue_left:
+            found.append(f"{self.queue_left} messages left in the queue")
+        if any(self.final_exit_codes):
+            found.append(f"exit codes {self.final_exit_codes}")
+        if self.crash_recovery_max is None:
+            found.append("no crash recovery was measured")
+        elif self.crash_recovery_max > self.recovery_bound:
+            found.append(f"crash recovery took {self.crash_recovery_max} s")
+        if self.crash_recoveries_over_bound:
+            found.append(f"{self.crash_recoveries_over_bound} crash recoveries over the bound")
+        if self.duplicate_resolved_max is None:
+            found.append("no concurrent duplicate was timed")
+        elif self.duplicate_resolved_max > DUPLICATE_BOUND:
+            found.append(f"a concurrent duplicate took {self.duplicate_resolved_max} s")
+        if self.duplicates_never_logged:
+            found.append(f"{self.duplicates_never_logged} duplicates not seen in the logs")
+        if self.slow_events and not self.slow_runs_completed:
+            found.append("no slow handler ran to its end")
+        return found
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
 
 
 def run_chaos(
@@ -221,92 +477,331 @@ def run_chaos(
     latency_ms: int = 2,
     seed: int = 7,
     redis_url: str = "redis://127.0.0.1:6379/14",
-    drain_timeout: float = 120.0,
+    visibility_timeout: int = MNS_DEFAULT_VISIBILITY,
+    slow_events: int | None = None,
+    duplicated: int | None = None,
+    final_duplicates: int = 5,
     handler_ms: int = 20,
+    lifetime: tuple[float, float] = (1.0, 4.0),
+    drain_timeout: float = 600.0,
     work: Path | None = None,
 ) -> ChaosReport:
+    """One chaos run; see the module docstring. `lifetime`: seconds a daemon lives before a
+    random kill. `slow_events` / `duplicated` default to 1 in 300 / 1 in 50 events."""
     rng = random.Random(seed)
     work = work or Path(tempfile.mkdtemp(prefix="vod-events-chaos-"))
-    calls = work / "calls.tsv"
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    run = uuid.uuid4().hex[:8]
+    slow = max(1, events // 300) if slow_events is None else slow_events
+    dups = max(1, events // 50) if duplicated is None else duplicated
+    slow_seconds = visibility_timeout + 5.0
+    env = {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": KEY_ID,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": SECRET,
+        "CHAOS_HANDLER_MS": str(handler_ms),
+        "CHAOS_SLOW_SECONDS": str(slow_seconds),
+        "CHAOS_DUP_SECONDS": str(DUPLICATE_LAG + 2),
+    }
+    calls = Calls(work / "calls.tsv")
     began = time.monotonic()
+    spread = max(1, round(kills * sum(lifetime) / 2 * 0.8))  # arrivals end before the kills
+    outgoing = plan_messages(
+        events=events, slow=slow, duplicates=dups, spread=spread, run=run, rng=rng
+    )
+    slow_jobs = {o.job for o in outgoing if o.job.startswith("chaos-slow-")}
     poison = poison_bodies()
+    late = [event_json("dup", events + k, run) for k in range(final_duplicates)]
+    daemons: list[Daemon] = []
+    kill_log: list[Kill] = []
+    codes: list[int] = []
+    sent: list[Sent] = []
+    redis_deleted: int | None = None
     with LocalMNSServer(access_key_id=KEY_ID, access_key_secret=SECRET, seed=seed) as server:
-        server.create_queue(QUEUE, visibility_timeout=2)
+        server.create_queue(QUEUE, visibility_timeout=visibility_timeout)
         admin = MNSTransport(server.endpoint, QUEUE, access_key_id=KEY_ID, access_key_secret=SECRET)
-        bodies = [event(i) for i in range(events)] + poison
-        rng.shuffle(bodies)
-        if dedupe == "redis":  # an earlier run's completions would skip these events
-            forget_dedupe_keys(redis_url, bodies)
-        message_ids = [admin.send(body) for body in bodies]
-        config = write_config(work, server.endpoint, dedupe, redis_url)
+        sdk_queue = Account(server.endpoint, KEY_ID, SECRET).get_queue(QUEUE)
+        sdk_queue.set_encoding(False)
+        sent += send(sdk_queue, outgoing)
+        arrivals_end = time.time() + spread + DUPLICATE_LAG
+        config_path = write_config(work, server.endpoint, dedupe, redis_url)
+        dead_dir = load(config_path, env).dead_letter_dir
         server.set_faults(fault_rate=fault_rate, latency_ms=latency_ms)
-
-        for _ in range(kills):
-            daemons = [start_daemon(config, calls, handler_ms) for _ in range(replicas)]
-            time.sleep(rng.uniform(0.4, 1.6))
+        try:
+            daemons = [start_daemon(config_path, calls.path, logs, env) for _ in range(replicas)]
+            for k in range(kills):
+                slot = None
+                if k % 2 == 1:
+                    slot = wait_for_slow_handler(calls, daemons, slow_jobs, slow_seconds, rng)
+                if slot is None:
+                    slot = rng.randrange(replicas)
+                    wait_until_age(daemons[slot], rng.uniform(*lifetime))
+                victim = daemons[slot]
+                if k == kills - 1:
+                    while time.time() < arrivals_end:  # the last kill after the last arrival
+                        time.sleep(0.1)
+                spare_repeat_crashes(calls, victim, slow_seconds)
+                calls.read()
+                victim.process.send_signal(signal.SIGKILL)
+                victim.process.wait()
+                at = time.time()
+                calls.read()
+                cut = tuple(calls.running_in(victim.pid))
+                slow_cut = any(c.job.startswith("chaos-slow-") for c in cut)
+                kill_log.append(Kill(victim.pid, victim.log, at, slow_cut, cut))
+                with (work / "kills.tsv").open("a") as kills_file:  # for a post-mortem
+                    kills_file.write(f"{victim.pid}\t{at:.3f}\t{len(cut)}\n")
+                daemons[slot] = start_daemon(config_path, calls.path, logs, env)
+            last_kill = kill_log[-1].at if kill_log else time.time()
+            # Concurrent duplicates with no kill to come: their timing is the engine's alone.
+            for text in late:
+                job = json.loads(text)["JobId"]
+                sent += send(sdk_queue, [Outgoing(text, 0, job), Outgoing(b64(text), 1, job)])
+            jobs = {s.job for s in sent if s.job}
+            empty_at: float | None = None
+            deadline = time.monotonic() + drain_timeout
+            while time.monotonic() < deadline:
+                calls.read()
+                done = {c.job for c in calls.ends()} >= jobs
+                lettered = {json.loads(p.read_text())["body"] for p in dead_dir.glob("[0-9]*.json")}
+                if done and set(poison) <= lettered and queue_left(admin) == 0:
+                    empty_at = time.time()
+                    break
+                time.sleep(0.2)
             for daemon in daemons:
-                daemon.send_signal(signal.SIGKILL)
-                daemon.wait()
-
-        handled_under_kills = len(handled_jobs(calls))
-        daemons = [start_daemon(config, calls, handler_ms) for _ in range(replicas)]
-        time.sleep(3)  # let the final round start up before it may be asked to stop
-        deadline = time.monotonic() + drain_timeout
-        dead_dir = work / "dead-letters"
-        while time.monotonic() < deadline:
-            done = len(handled_jobs(calls)) == events
-            dead = {json.loads(p.read_text())["body"] for p in dead_dir.glob("[0-9]*.json")}
-            if done and set(poison) <= dead:
-                break
-            time.sleep(0.5)
-        for daemon in daemons:
-            daemon.send_signal(signal.SIGTERM)
-        codes = [daemon.wait(timeout=60) for daemon in daemons]
-        server.set_faults(fault_rate=0.0, latency_ms=0)
-        # Deletes of the last handled messages may have just failed: they come back and are
-        # deleted as duplicates by a short clean-up round without faults.
-        if queue_left(admin) > 0:
-            cleaner = start_daemon(config, calls, handler_ms)
-            end = time.monotonic() + 30
-            while queue_left(admin) > 0 and time.monotonic() < end:
-                time.sleep(0.5)
-            cleaner.send_signal(signal.SIGTERM)
-            codes.append(cleaner.wait(timeout=60))
-        left = queue_left(admin)
+                daemon.process.send_signal(signal.SIGTERM)
+            codes = [daemon.process.wait(timeout=120) for daemon in daemons]
+            server.set_faults(fault_rate=0.0, latency_ms=0)
+            if (queue_left(admin) or 0) > 0:  # a safety net; the report shows if it was needed
+                cleaner = start_daemon(config_path, calls.path, logs, env)
+                end = time.monotonic() + 60
+                while (queue_left(admin) or 1) > 0 and time.monotonic() < end:
+                    time.sleep(0.5)
+                cleaner.process.send_signal(signal.SIGTERM)
+                codes.append(cleaner.process.wait(timeout=120))
+            left = queue_left(admin) or 0
+        finally:
+            for daemon in daemons:
+                if daemon.process.poll() is None:
+                    daemon.process.kill()
+                    daemon.process.wait()
+    calls.read()
+    lines = LogLines.read(sorted(logs.iterdir()))
     if dedupe == "redis":
-        forget_dedupe_keys(redis_url, bodies, message_ids)
+        ids = {s.message_id for s in sent} | {c.message_id for c in calls.all} | lines.deferred
+        redis_deleted = forget_dedupe_keys(redis_url, [o.body for o in outgoing] + late, ids)
 
-    runs = handled_jobs(calls)
-    letters = [json.loads(p.read_text()) for p in (work / "dead-letters").glob("[0-9]*.json")]
+    job_list = sorted({s.job for s in sent if s.job})
+    ends = Counter(c.job for c in calls.ends())
+    letters = [json.loads(p.read_text()) for p in dead_dir.glob("[0-9]*.json")]
     poison_set = set(poison)
-    poison_lettered = {letter["body"] for letter in letters if letter["body"] in poison_set}
+    recoveries, compounded = crash_recoveries(calls, kill_log, lines, visibility_timeout)
+    usual = [r.seconds for r in recoveries if r.visibility == visibility_timeout]
+    other = [r.seconds for r in recoveries if r.visibility != visibility_timeout]
+    timed, untimed, unseen = duplicate_resolutions(calls, sent, kill_log, lines)
     return ChaosReport(
-        enqueued_events=events,
+        replicas=replicas,
+        dedupe=dedupe,
+        visibility_timeout=visibility_timeout,
+        enqueued_events=len(job_list),
         enqueued_poison=len(poison),
-        kills=kills * replicas,
-        handled_under_kills=handled_under_kills,
-        handled_at_least_once=len(runs),
-        lost=events - len(runs),
-        duplicate_handler_runs=sum(count - 1 for count in runs.values()),
-        dead_lettered_poison=len(poison_lettered),
+        slow_events=slow,
+        slow_seconds=slow_seconds,
+        duplicated_events=dups + final_duplicates,
+        kills=len(kill_log),
+        kills_during_slow_handlers=sum(k.during_slow_handler for k in kill_log),
+        handler_calls_cut_short=sum(len(k.cut_short) for k in kill_log),
+        handled_at_least_once=sum(1 for job in job_list if ends[job]),
+        lost=sum(1 for job in job_list if not ends[job]),
+        duplicate_handler_runs=sum(count - 1 for count in ends.values()),
+        dead_lettered_poison=len({x["body"] for x in letters if x["body"] in poison_set}),
         poison_without_reason=sum(1 for letter in letters if not letter.get("reason")),
         dead_lettered_events=sum(1 for letter in letters if letter["body"] not in poison_set),
         queue_left=left,
         final_exit_codes=codes,
+        slow_runs_completed=sum(1 for c in calls.ends() if c.job.startswith("chaos-slow-")),
+        max_dequeue_count=max((c.dequeue_count for c in calls.all), default=0),
+        crash_recoveries=len(usual),
+        crash_recovery_max=seconds(max(usual, default=None)),
+        crash_recovery_median=seconds(statistics.median(usual) if usual else None),
+        crash_recoveries_after_another_crash=compounded,
+        daemons_assuming_other_visibility=sum(
+            1 for v in lines.visibility.values() if v != visibility_timeout
+        ),
+        crash_recoveries_other_visibility=len(other),
+        crash_recovery_other_visibility_max=seconds(max(other, default=None)),
+        crash_recoveries_over_bound=sum(
+            1 for r in recoveries if r.seconds > r.visibility + RECOVERY_MARGIN
+        ),
+        concurrent_duplicates=len(timed),
+        duplicate_resolved_max=seconds(max(timed, default=None)),
+        duplicate_resolved_median=seconds(statistics.median(timed) if timed else None),
+        duplicates_not_timed=len(untimed),
+        duplicates_not_timed_max=seconds(max(untimed, default=None)),
+        duplicates_never_logged=unseen,
+        last_kill_to_empty_queue=seconds(empty_at - last_kill if empty_at else None),
         seconds=round(time.monotonic() - began, 1),
+        redis_keys_deleted=redis_deleted,
+    )
+
+
+def seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def wait_for_slow_handler(
+    calls: Calls,
+    daemons: Sequence[Daemon],
+    slow_jobs: set[str],
+    slow_seconds: float,
+    rng: random.Random,
+) -> int | None:
+    """Wait until a daemon has been running a slow handler for a moment, then a random
+    moment more; its index, or None if no slow handler runs within the slow handler's
+    duration (the kill then falls at a random moment)."""
+    deadline = time.monotonic() + slow_seconds
+    while time.monotonic() < deadline:
+        calls.read()
+        if slow_jobs <= {c.job for c in calls.ends()}:
+            return None  # every slow handler has completed: none will run again
+        now = time.time()
+        running = [
+            slot
+            for slot, daemon in enumerate(daemons)
+            if any(
+                c.job.startswith("chaos-slow-") and now - c.at > 0.5
+                for c in calls.running_in(daemon.pid)
+            )
+        ]
+        if running:
+            time.sleep(rng.uniform(0.0, 1.0))
+            return rng.choice(running)
+        time.sleep(0.1)
+    return None
+
+
+def wait_until_age(victim: Daemon, age: float) -> None:
+    time.sleep(max(0.0, victim.started + age - time.monotonic()))
+
+
+def spare_repeat_crashes(calls: Calls, victim: Daemon, slow_seconds: float) -> None:
+    """Hold the kill while `victim` runs a delivery that was killed too often already
+    (KILLABLE_DELIVERIES), until that handler ends."""
+    deadline = time.monotonic() + slow_seconds + 10
+    while time.monotonic() < deadline:
+        calls.read()
+        if all(c.dequeue_count < KILLABLE_DELIVERIES for c in calls.running_in(victim.pid)):
+            return
+        time.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    seconds: float  # from the SIGKILL to the handler running again in another process
+    visibility: int  # what the killed daemon extended its messages' visibility by
+
+
+def crash_recoveries(
+    calls: Calls, kills: Sequence[Kill], lines: LogLines, queue_visibility: int
+) -> tuple[list[Recovery], int]:
+    """For each handler call a kill cut short: how long until the handler started again,
+    when the next delivery of that message started it (DequeueCount one higher) or the
+    event's other copy did. Also how many restarted only after a later delivery was lost
+    too (to another kill, or handed back)."""
+    starts: dict[str, list[Call]] = {}
+    for call in calls.all:
+        if call.what == "start":
+            starts.setdefault(call.job, []).append(call)
+    timed: list[Recovery] = []
+    compounded = 0
+    for kill in kills:
+        visibility = lines.visibility.get(kill.log, queue_visibility)
+        for cut in kill.cut_short:
+            later = [c for c in starts.get(cut.job, []) if c.at > kill.at]
+            if not later:
+                continue  # never restarted: counted as lost unless an earlier run completed
+            first = min(later, key=lambda c: c.at)
+            direct = first.message_id != cut.message_id or (
+                first.dequeue_count == cut.dequeue_count + 1
+            )
+            if direct:
+                timed.append(Recovery(first.at - kill.at, visibility))
+            else:
+                compounded += 1
+    return timed, compounded
+
+
+def duplicate_resolutions(
+    calls: Calls, sent: Sequence[Sent], kills: Sequence[Kill], lines: LogLines
+) -> tuple[list[float], list[float], int]:
+    """For each event sent twice whose second copy was in the queue before the first copy's
+    handler completed: seconds from that completion to the second copy being recognised as
+    a duplicate. Split into those with nothing else in between, and those where a kill or a
+    failed hand-back (an injected fault: the copy then waits out its visibility timeout)
+    came in between; and how many such copies were never logged as a duplicate."""
+    copies: dict[str, list[Sent]] = {}
+    for s in sent:
+        if s.job.startswith("chaos-dup-"):
+            copies.setdefault(s.job, []).append(s)
+    first_end: dict[str, Call] = {}
+    for call in calls.ends():
+        if call.job not in first_end or call.at < first_end[call.job].at:
+            first_end[call.job] = call
+    timed: list[float] = []
+    untimed: list[float] = []
+    unseen = 0
+    for job, group in copies.items():
+        done = first_end.get(job)
+        if done is None:
+            continue  # lost: reported as such
+        for other in group:
+            if other.message_id == done.message_id or other.visible_at >= done.at:
+                continue  # the copy that ran, or one not yet there when it completed
+            resolved = lines.duplicate_at.get(other.message_id)
+            if resolved is None:
+                unseen += 1
+                continue
+            disturbed = other.message_id in lines.hand_back_failed or any(
+                other.visible_at <= k.at <= resolved for k in kills
+            )
+            (untimed if disturbed else timed).append(resolved - done.at)
+    return timed, untimed, unseen
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+def markdown_row(command: str, report: ChaosReport, fault_rate: float) -> str:
+    r = report
+    poison = f"{r.dead_lettered_poison} ({r.enqueued_poison - r.poison_without_reason})"
+    return (
+        f"| `{command}` | {r.enqueued_events} + {r.enqueued_poison} | {r.kills} "
+        f"({r.kills_during_slow_handlers} during slow handlers) | {fault_rate:.0%} "
+        f"| {r.handled_at_least_once} | {r.lost} | {r.duplicate_handler_runs} | {poison} "
+        f"| {r.queue_left} | {r.crash_recovery_max} s ({r.crash_recoveries}) "
+        f"| {r.duplicate_resolved_max} s ({r.concurrent_duplicates}) "
+        f"| {r.last_kill_to_empty_queue} s | {r.seconds} s |"
     )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--events", type=int, default=3000)
-    parser.add_argument("--kills", type=int, default=30)
+    parser.add_argument("--kills", type=int, default=30, help="SIGKILLs in all")
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--dedupe", choices=("sqlite", "redis"), default="sqlite")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--fault-rate", type=float, default=0.05)
     parser.add_argument("--latency-ms", type=int, default=2)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=MNS_DEFAULT_VISIBILITY,
+        help="the queue's VisibilityTimeout (default: MNS's, 30 s)",
+    )
     parser.add_argument("--handler-ms", type=int, default=20, help="mean handler time")
+    parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
     report = run_chaos(
         events=args.events,
@@ -316,12 +811,17 @@ def main() -> int:
         fault_rate=args.fault_rate,
         latency_ms=args.latency_ms,
         seed=args.seed,
-        drain_timeout=600,
+        redis_url=args.redis_url,
+        visibility_timeout=args.visibility_timeout,
         handler_ms=args.handler_ms,
     )
     for name, value in asdict(report).items():
-        print(f"{name:>24}: {value}")
-    print(f"{'verdict':>24}: {'OK' if report.ok else 'FAILED'}")
+        print(f"{name:>38}: {value}")
+    print(f"{'verdict':>38}: {'OK' if report.ok else 'FAILED: ' + '; '.join(report.failures)}")
+    command = "bench/chaos.py " + " ".join(sys.argv[1:])
+    print(markdown_row(command, report, args.fault_rate))
+    if args.json:
+        args.json.write_text(json.dumps({"command": command, **asdict(report)}, indent=2))
     return 0 if report.ok else 1
 
 

@@ -1,8 +1,19 @@
-"""The chaos suite's handler: does a little "work", then records the call.
+"""The chaos suite's handler: does some "work", recording when each call starts and ends.
 
-A line is written with one `write` on an O_APPEND descriptor, so concurrent workers and
-processes never interleave, and a SIGKILL cannot leave half a line: the kernel keeps what
-was written even when the process dies the next instant.
+Each record is one line written with one `write` on an O_APPEND descriptor, so concurrent
+workers and processes never interleave, and a SIGKILL cannot leave half a line: the kernel
+keeps what was written even when the process dies the next instant.
+
+    start|end <TAB> job id <TAB> message id <TAB> DequeueCount <TAB> pid <TAB> unix time
+
+A call that has a `start` but no `end` was cut short by a SIGKILL; an `end` is a handler
+run that completed, so two `end` lines for one job are a duplicate handler run.
+
+How long the "work" takes depends on the job id (`chaos-<kind>-<i>-<run>`, see chaos.py):
+`slow` jobs take CHAOS_SLOW_SECONDS (longer than the queue's visibility timeout: only the
+heartbeat keeps their messages from being handed to someone else), `dup` jobs, sent twice,
+take CHAOS_DUP_SECONDS (so that the second copy arrives while the first runs), and the others
+a random time averaging CHAOS_HANDLER_MS milliseconds.
 """
 
 from __future__ import annotations
@@ -15,10 +26,25 @@ from typing import Any
 _FD: int | None = None
 
 
-def record(event: Any, ctx: Any) -> None:
+def _write(line: str) -> None:
     global _FD  # noqa: PLW0603 - one descriptor per process, opened on first use
-    # "Work" for CHAOS_HANDLER_MS on average: kills then land mid-handler, not only between.
-    time.sleep(random.uniform(0.0, 2 * float(os.environ.get("CHAOS_HANDLER_MS", "10")) / 1000))
     if _FD is None:
         _FD = os.open(os.environ["CHAOS_CALLS"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.write(_FD, f"{event.job_id}\t{os.getpid()}\n".encode())
+    os.write(_FD, line.encode())
+
+
+def work_seconds(job: str) -> float:
+    kind = job.split("-")[1] if job.count("-") >= 3 else ""
+    if kind == "slow":
+        return float(os.environ["CHAOS_SLOW_SECONDS"])
+    if kind == "dup":
+        return float(os.environ["CHAOS_DUP_SECONDS"])
+    return random.uniform(0.0, 2 * float(os.environ.get("CHAOS_HANDLER_MS", "20")) / 1000)
+
+
+def record(event: Any, ctx: Any) -> None:
+    job = str(event.job_id)
+    where = f"{job}\t{ctx.message_id}\t{ctx.dequeue_count}\t{os.getpid()}"
+    _write(f"start\t{where}\t{time.time():.3f}\n")
+    time.sleep(work_seconds(job))
+    _write(f"end\t{where}\t{time.time():.3f}\n")
