@@ -174,7 +174,8 @@ class SeenRequest:
 class StallingProxy(_Listener):
     """Forwards requests to `upstream` until one matches `stall` (see the module docstring).
 
-    `stall` may be replaced while the proxy runs; `stalled` lists the requests swallowed.
+    `stall` may be replaced while the proxy runs; `stalled` lists the requests swallowed;
+    `drop_stalled` closes their connections (the client then sees a reset).
     """
 
     def __init__(
@@ -187,7 +188,16 @@ class StallingProxy(_Listener):
         self.stall = stall or (lambda request: False)
         self.stalled: list[SeenRequest] = []
         self.seen: list[SeenRequest] = []
+        self._stalled_sockets: list[socket.socket] = []
         super().__init__(tls)
+
+    def drop_stalled(self) -> None:
+        """Close the stalled connections: their calls end with a network error."""
+        with self._lock:
+            dropped, self._stalled_sockets = self._stalled_sockets, []
+        for sock in dropped:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def stall_once(self, wanted: Callable[[SeenRequest], bool]) -> None:
         """Stall the first request that matches `wanted` (and its connection), no other."""
@@ -225,6 +235,8 @@ class StallingProxy(_Listener):
                         self.seen.append(seen)
                         if self.stall(seen):
                             self.stalled.append(seen)
+                            with self._lock:
+                                self._stalled_sockets.append(client)
                             upstream.close()
                             self._swallow(client)
                             return

@@ -259,6 +259,24 @@ def test_sigterm_lets_the_running_handler_finish_and_releases_the_rest(
     assert SECRET not in stderr
 
 
+def test_sigterm_that_must_abandon_a_running_handler_exits_75(
+    server: LocalMNSServer, tmp_path: Path
+) -> None:
+    client(server).send(event_body("job-1"))
+    cfg = _daemon_config(server, tmp_path, shutdown_timeout=1)
+    daemon = _start_daemon(cfg, tmp_path, VOD_TEST_SLEEP="30")
+    try:
+        wait_for(lambda: len(_calls(tmp_path)) == 1, timeout=20)
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=20)
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 75  # EX_TEMPFAIL: not a clean stop, the work comes back
+    assert "shutdown_timeout reached; abandoning running handlers" in stderr
+    assert [c["phase"] for c in _calls(tmp_path)] == ["start"]  # abandoned, not deleted
+    assert client(server).queue_info().inactive_messages == 1  # it returns when it lapses
+
+
 def test_second_signal_exits_at_once_non_zero(server: LocalMNSServer, tmp_path: Path) -> None:
     client(server).send(event_body("job-1"))
     cfg = _daemon_config(server, tmp_path, shutdown_timeout=60)

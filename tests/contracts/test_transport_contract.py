@@ -448,6 +448,14 @@ def test_a_crlf_in_a_body_arrives_as_lf(queue: QueueUnderTest) -> None:
     assert message.body == "windows\nline"
 
 
+def test_a_cr_alone_arrives_as_lf_in_bodies_and_properties(queue: QueueUnderTest) -> None:
+    transport = queue.transport()
+    transport.send("old mac\rline\n\r", {"Reason": "a\r\nb\rc"})
+    [message] = transport.receive(16, 0)
+    assert message.body == "old mac\nline\n\n"
+    assert dict(message.user_properties) == {"Reason": "a\nb\nc"}
+
+
 def test_an_empty_property_value_round_trips(queue: QueueUnderTest) -> None:
     transport = queue.transport()
     transport.send("empty property", {"Empty": "", "Full": "x"})
