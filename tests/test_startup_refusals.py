@@ -19,10 +19,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = REPO / "tests"
-CHECK, CONSUME = "check-config", "consume"
+CHECK, CONSUME, CALLBACKS = "check-config", "consume", "serve-callbacks"
 COMMANDS = {
     CHECK: ["-m", "vod_events", "check-config"],
     CONSUME: ["-m", "vod_events.consume"],
+    CALLBACKS: ["-m", "vod_events", "serve-callbacks"],
 }
 ENDPOINT = '[mns]\nendpoint = "http://127.0.0.1:1"\n'
 LOG_HANDLER = '[[handlers]]\ntype = "log"\n'
@@ -95,7 +96,7 @@ both = pytest.mark.parametrize("command", [CHECK, CONSUME])
 # ------------------------------------------------------------------ silent loss (item 3)
 
 
-@both
+@pytest.mark.parametrize("command", [CHECK, CONSUME, CALLBACKS])
 def test_no_handlers_is_refused(tmp_path: Path, command: str) -> None:
     path = write(tmp_path, ENDPOINT + f'[state]\ndir = "{tmp_path / "state"}"\n')
     assert refused(run(command, path)) == (

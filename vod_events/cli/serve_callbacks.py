@@ -13,7 +13,7 @@ import threading
 import structlog
 
 from vod_events.cli import config_error
-from vod_events.config import load
+from vod_events.config import load, require_handlers
 from vod_events.errors import ConfigError
 from vod_events.service import logs
 from vod_events.service.http_callbacks import build_callback_server
@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     """Serve callbacks until SIGTERM/SIGINT. Exit 0 after a clean stop, 2 on a config error."""
     try:
         config = load(args.config)
+        require_handlers(config)  # it would answer 200 to every event and drop it
         logs.configure(config.log.level, config.log.format)
         server = build_callback_server(config).start()
     except ConfigError as exc:
