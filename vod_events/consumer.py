@@ -519,8 +519,8 @@ class Consumer:
                 self._wake.set()
 
         thread = threading.Thread(target=guarded, name=f"vod-events-{name}", daemon=True)
-        self.threads.append(thread)
         thread.start()
+        self.threads.append(thread)  # started first: liveness must never see it not running
 
     def _threads(self, kind: str) -> list[threading.Thread]:
         return [t for t in self.threads if t.name.startswith(f"vod-events-{kind}")]
