@@ -129,7 +129,7 @@ class InFlight:
 
     message: ReceivedMessage
     handle: str
-    deadline: float  # time.monotonic() by which the current visibility lapses, at the latest
+    deadline: float  # time.monotonic() until which the visibility surely holds (or longer)
     due: float = 0.0  # time.monotonic() at which to extend it next
     finished: bool = False  # deleted, handed back or given up: its handle is not ours to use
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -554,7 +554,7 @@ class Consumer:
     def _extension_seconds(self) -> int:
         """What each extension asks for: the configured value, else the queue's."""
         if self.settings.visibility_timeout is not None:
-            return self.settings.visibility_timeout
+            return max(1, self.settings.visibility_timeout)
         return self.queue_info.visibility_timeout if self.queue_info else DEFAULT_VISIBILITY_SECONDS
 
     def _failing(self, transport: Transport, error: str) -> Failing:
@@ -597,14 +597,16 @@ class Consumer:
             self._inflight.pop(id(entry), None)
             self.stats.set_in_flight(len(self._inflight))
 
-    def _set_visibility(self, entry: InFlight, seconds: int, what: str) -> None:
+    def _set_visibility(self, entry: InFlight, seconds: int, what: str) -> int:
         """Every change_visibility goes through here, with `entry.lock` held (rule 3): the
-        one place that keeps the request within MNS's range and adopts the new handle."""
+        one place that keeps the request within MNS's range and adopts the new handle.
+        Returns the seconds asked for."""
         seconds = min(max(seconds, 0), MAX_VISIBILITY_SECONDS)
         started = time.monotonic()  # the server starts counting later: the safe side
         with self.calls.watch(what):
             entry.handle, _ = self._transport().change_visibility(entry.handle, seconds)
         entry.deadline = started + seconds
+        return seconds
 
     # ---------------------------------------------------------------- poll
 
@@ -829,9 +831,8 @@ class Consumer:
         for when half of the new visibility is left."""
         if entry.finished or entry.due > time.monotonic():
             return  # handed back, deleted, or extended by the other extender meanwhile
-        seconds = self._extension_seconds()
         try:
-            self._set_visibility(entry, seconds, "extend visibility")
+            granted = self._set_visibility(entry, self._extension_seconds(), "extend visibility")
         except MessageGone:
             log.warning(
                 "visibility lapsed before it could be extended; it may be redelivered",
@@ -848,7 +849,7 @@ class Consumer:
             )
             self._reconnect()
         else:
-            entry.due = entry.deadline - min(seconds, MAX_VISIBILITY_SECONDS) / 2
+            entry.due = entry.deadline - granted / 2
             self.stats.incr("extended")
 
     def _renew_loop(self) -> None:
