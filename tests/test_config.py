@@ -346,6 +346,7 @@ def test_secrets_lists_each_secret_value() -> None:
             "secret-PLANTED",
             "token-PLANTED",
             "redis://:redis-pw-PLANTED@10.0.0.5:6379/0",
+            "redis-pw-PLANTED",  # a URL's password alone too: a message may quote just that
             "auth-1-PLANTED",
             "auth-2-PLANTED",
             "hmac-PLANTED",
@@ -581,11 +582,15 @@ def test_choices_are_matched_whatever_their_case(section: str, name: str, choice
         config = from_dict({"mns": endpoint, "handlers": [table]}, "<test>", {})
         assert getattr(config.handlers[0], name) == choice
         return
-    data = {section: {name: shouted}}
+    # The keys a choice needs besides (the postgres backend: a URL).
+    needs = {"postgres": {"url": "postgresql://vod@db/app"}}.get(choice, {})
+    data = {section: {name: shouted, **needs}}
     data["mns"] = {**data.get("mns", {}), **endpoint}
     assert getattr(getattr(from_dict(data, "<test>", {}), section), name) == choice
     variable = f"VOD_EVENTS_{section.upper()}_{name.upper()}"
-    from_env = from_dict({"mns": endpoint}, "<test>", {variable: shouted.title()})
+    environ = {variable: shouted.title()}
+    environ |= {f"VOD_EVENTS_{section.upper()}_{k.upper()}": v for k, v in needs.items()}
+    from_env = from_dict({"mns": endpoint}, "<test>", environ)
     assert getattr(getattr(from_env, section), name) == choice
 
 

@@ -363,7 +363,7 @@ def test_memory_dedupe_is_a_warning(
     assert found["dedupe"] == (
         "warning",
         "backend 'memory': a redelivered event runs its handlers again after a restart",
-        "use backend = 'sqlite' (one host) or 'redis' (several replicas)",
+        "use backend = 'sqlite' (one host), 'redis' or 'postgres' (several replicas)",
     )
 
 

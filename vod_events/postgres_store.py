@@ -139,6 +139,12 @@ class _Target:
         return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
+def describe_url(url: str) -> str:
+    """`postgresql://user@host:port/dbname`: the database `url` names, without its password.
+    Raises PostgresStoreError for a string that is not a URL or conninfo."""
+    return _Target.parse(url).description
+
+
 def _check_schema_name(schema: str) -> str:
     if not _IDENTIFIER.fullmatch(schema):
         raise ValueError(f"not a plain SQL identifier (letters, digits, _): {schema!r}")
@@ -617,7 +623,8 @@ class PostgresStore:
         The row is locked only at the end, so the claim's renewals are never kept waiting by
         a long block. Database errors of the store's own statements raise
         PostgresStoreError; an error on COMMIT leaves the outcome unknown to this process
-        (the key is then completed or still claimed, never half done).
+        (the key is then completed or still claimed, never half done). A `psycopg.Rollback`
+        raised in the block rolls everything back too, and raises PostgresStoreError.
         """
         token = dict(self._held.items()).get(key)
         if token is None:
@@ -625,19 +632,27 @@ class PostgresStore:
         self._ensure_schema()
         with self._errors("opening a transaction"):
             conn = self._pool.getconn(self._wait())
-        in_block = False
+        in_block = completed = False
         try:
             with conn.transaction():
                 in_block = True
                 yield conn
                 in_block = False
                 self._complete_locked(conn, key, token)
+                completed = True
         except psycopg.Error as exc:
             if in_block:
                 raise  # the caller's own statements: their errors, untouched
             raise self._error("committing a transaction", exc) from exc
         finally:
             self._pool.putconn(conn)
+        if not completed:
+            # The block raised psycopg.Rollback, which the transaction swallows after rolling
+            # back: returning normally would pass for a completion that never happened.
+            raise PostgresStoreError(
+                f"transaction({key!r}): the block raised psycopg.Rollback: everything was"
+                " rolled back and the key was not completed"
+            )
         self._held.pop(key)
 
     def _complete_locked(self, conn: Connection, key: str, token: str) -> None:
@@ -669,6 +684,19 @@ class PostgresStore:
             with self._schema_lock:
                 self._schema_ready = False
             self._ensure_schema()
+
+    def may_create_tables(self, timeout: float | None = None) -> bool:
+        """Whether this store's role may create what is missing of its schema: CREATE on the
+        schema if it exists, else on the database (for `doctor`). Raises PostgresStoreError."""
+        with self._errors("checking privileges"), self._pooled(timeout) as conn:
+            row = conn.execute(
+                "SELECT CASE WHEN n.oid IS NULL"
+                " THEN has_database_privilege(current_database(), 'CREATE')"
+                " ELSE has_schema_privilege(n.oid, 'CREATE') END"
+                " FROM (SELECT 1) AS one LEFT JOIN pg_namespace n ON n.nspname = %s",
+                (self.schema,),
+            ).fetchone()
+        return bool(row and row[0])
 
     def cleanup(self, *, batch: int | None = None, max_batches: int | None = None) -> int:
         """Delete expired rows (completions, lapsed claims, deferral counts): at most `batch`

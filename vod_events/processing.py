@@ -13,17 +13,26 @@ The rules (docs/design.md rules 5 to 9):
   DequeueCount, so retries back off even across crashes and restarts;
 - a duplicate whose handler is running right now waits for it in this process, or comes back
   within seconds when it runs elsewhere; such deferrals are not deliveries that count.
+
+A transactional handler (`Route.transactional`) runs inside `store.transaction(key)`, which
+records its completion in the same database transaction as the handler's own writes
+(`ctx.db`): each call, retries included, gets a fresh transaction, committed when the
+handler returns and rolled back when it raises. Every other handler is completed with
+`store.complete(key)` after it returns, as before (no extra work for them).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 import structlog
 
@@ -70,6 +79,15 @@ class Outcome:
     reason: str = ""
 
 
+TransactionFactory = Callable[[str], AbstractContextManager[Any]]
+
+
+def transaction_of(store: IdempotencyStore) -> TransactionFactory | None:
+    """The store's `transaction(key)` (PostgresStore's), or None if it has none."""
+    transaction = getattr(store, "transaction", None)
+    return transaction if callable(transaction) else None
+
+
 class Processor:
     """Runs one delivery through the pipeline. Thread-safe: share one between workers.
 
@@ -87,6 +105,9 @@ class Processor:
     stopping: set at shutdown; cuts in-process retries short.
     own_claim_wait: seconds a duplicate waits in-process for another thread of this process
         running the same handler, before it is handed back (the heartbeat keeps it meanwhile).
+
+    Raises ValueError when the router has transactional handlers and the store has no
+    `transaction` (only PostgresStore does).
     """
 
     def __init__(
@@ -119,6 +140,13 @@ class Processor:
         self.own_claim_wait = own_claim_wait
         self._queued = context_source == "mns"
         self.log = structlog.get_logger("vod_events.processing")
+        if router.transactional and transaction_of(self.store) is None:
+            raise ValueError(
+                f"transactional handler(s) {', '.join(map(repr, router.transactional))} need "
+                "an idempotency store with transactions, PostgresStore ([dedupe] backend = "
+                f"'postgres'); this processor's store is a {type(self.store).__name__}"
+            )
+        self._claim_lost: type[Exception] | None = None  # PostgresStore's, once needed
 
     def process(self, message: ReceivedMessage) -> Outcome:
         log = self.log.bind(message_id=message.message_id, dequeue_count=message.dequeue_count)
@@ -235,6 +263,10 @@ class Processor:
         log: Log,
     ) -> Outcome | None:
         """Run one handler under its claim; None on success, else the delivery's outcome."""
+        if route.transactional:
+            return self._run_in_transaction(
+                route=route, event=event, context=context, message=message, key=key, log=log
+            )
 
         def on_retry(attempt: int, error: BaseException) -> None:
             self.stats.incr("retried")
@@ -247,26 +279,103 @@ class Processor:
             self.retry.call(
                 lambda: route.handler(event, context), stopping=self.stopping, on_retry=on_retry
             )
-        except PermanentError as exc:
-            self.store.release(key)
-            return self._dead_letter(message, f"{route.name}: permanent failure: {exc}", log)
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
             # SystemExit / KeyboardInterrupt from a handler (a library calling sys.exit()) is
             # its failure, not ours: the worker thread must survive it.
-            self.store.release(key)
-            self.stats.incr("failed")
-            outcome = self._retry(message, f"{route.name}: {type(exc).__name__}: {exc}")
-            log.warning(
-                "handler failed; message handed back to the queue",
-                handler=route.name,
-                error=repr(exc),
-                retry_in_s=outcome.visibility,
-            )
-            return outcome
+            return self._failed(route, message, key, exc, log)
         finally:
             self.stats.observe_handler(time.perf_counter() - started)
         self.store.complete(key)
         return None
+
+    def _run_in_transaction(
+        self,
+        *,
+        route: Route,
+        event: VodEvent,
+        context: HandlerContext,
+        message: ReceivedMessage,
+        key: str,
+        log: Log,
+    ) -> Outcome | None:
+        """Run a transactional handler: each call in a fresh `store.transaction(key)`, whose
+        commit records the completion with the handler's writes. None on success.
+
+        ClaimLostError (the claim lapsed and another replica took it, so this transaction
+        was rolled back) is not retried in process, where it would only fail again: the
+        message is handed back, and its next delivery finds the other replica's outcome."""
+        transaction = transaction_of(self.store)
+        if transaction is None:  # a route added to the router after the processor was built
+            self.store.release(key)
+            self.stats.incr("failed")
+            reason = f"{route.name}: transactional, but the idempotency store has no transactions"
+            log.error("handler not run; message handed back to the queue", reason=reason)
+            return self._retry(message, reason)
+        claim_lost = self._claim_lost_error()
+        lost: list[Exception] = []
+
+        def attempt() -> None:
+            try:
+                with transaction(key) as conn:
+                    route.handler(event, dataclasses.replace(context, db=conn))
+            except claim_lost as exc:
+                lost.append(exc)  # returns: RetryPolicy would call it again
+
+        def on_retry(attempt: int, error: BaseException) -> None:
+            self.stats.incr("retried")
+            log.warning(
+                "handler failed and its transaction was rolled back; retrying",
+                handler=route.name,
+                attempt=attempt,
+                error=repr(error),
+            )
+
+        started = time.perf_counter()
+        try:
+            self.retry.call(attempt, stopping=self.stopping, on_retry=on_retry)
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            return self._failed(route, message, key, exc, log)
+        finally:
+            self.stats.observe_handler(time.perf_counter() - started)
+        if lost:
+            self.store.release(key)  # no longer ours: only forgets it here
+            self.stats.incr("failed")
+            outcome = self._retry(message, f"{route.name}: {type(lost[0]).__name__}: {lost[0]}")
+            log.warning(
+                "claim lost to another consumer while the handler ran; its transaction was "
+                "rolled back and the message handed back to the queue",
+                handler=route.name,
+                error=str(lost[0]),
+                retry_in_s=outcome.visibility,
+            )
+            return outcome
+        return None
+
+    def _claim_lost_error(self) -> type[Exception]:
+        if self._claim_lost is None:
+            # Imported only for transactional handlers: psycopg is the `postgres` extra.
+            from vod_events.postgres_store import ClaimLostError
+
+            self._claim_lost = ClaimLostError
+        return self._claim_lost
+
+    def _failed(
+        self, route: Route, message: ReceivedMessage, key: str, exc: BaseException, log: Log
+    ) -> Outcome:
+        """A handler failed for good on this delivery: release its claim; dead-letter a
+        PermanentError, hand anything else back to the queue."""
+        self.store.release(key)
+        if isinstance(exc, PermanentError):
+            return self._dead_letter(message, f"{route.name}: permanent failure: {exc}", log)
+        self.stats.incr("failed")
+        outcome = self._retry(message, f"{route.name}: {type(exc).__name__}: {exc}")
+        log.warning(
+            "handler failed; message handed back to the queue",
+            handler=route.name,
+            error=repr(exc),
+            retry_in_s=outcome.visibility,
+        )
+        return outcome
 
     def _retry(self, message: ReceivedMessage, reason: str) -> Outcome:
         visibility = self.redelivery.visibility_for(message.dequeue_count)

@@ -19,6 +19,18 @@ different handler (two closures from one factory, two lambdas of one module, two
 generated name): pass `name=` a stable, unique name. It refuses an EventType string that is
 not a known type too (a typo would match nothing, and every such event would be deleted as
 unhandled), with a suggestion; `allow_unknown=True` accepts one VOD added after this release.
+
+A transactional handler (`router.on(..., transactional=True)`) gets `ctx.db`: a psycopg
+connection inside a transaction of the idempotency store's PostgreSQL database that also
+records the handler's completion for the event. It commits after the handler returns; an
+exception rolls back both. So the handler's rows and its completion are durable together or
+not at all, whenever the process dies: its effects happen exactly once. It needs the
+`postgres` idempotency store (`[dedupe] backend = "postgres"`).
+
+    @router.on(AIVideoTagComplete, transactional=True)
+    def save_tags(event: AIVideoTagComplete, ctx: HandlerContext) -> None:
+        assert ctx.db is not None
+        ctx.db.execute("INSERT INTO tags (media_id, tag) VALUES (%s, %s)", (...))
 """
 
 from __future__ import annotations
@@ -29,10 +41,14 @@ import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from vod_events.errors import ConfigError
 from vod_events.events import EVENT_TYPES, VodEvent
+
+if TYPE_CHECKING:  # psycopg is optional (the `postgres` extra); only its type is named here
+    from psycopg import Connection
+    from psycopg.rows import TupleRow
 
 # How a delivery arrived: from the MNS queue, or as a VOD HTTP callback.
 ContextSource = Literal["mns", "http"]
@@ -40,12 +56,18 @@ ContextSource = Literal["mns", "http"]
 
 @dataclass(frozen=True, slots=True)
 class HandlerContext:
-    """What a handler knows about the delivery besides the event itself."""
+    """What a handler knows about the delivery besides the event itself.
+
+    db: for a transactional handler, a connection inside the transaction that also records
+        its completion (commit nothing yourself; `db.transaction()` makes a savepoint);
+        None for every other handler.
+    """
 
     message_id: str
     dequeue_count: int  # 1 on the first delivery
     enqueue_time: datetime | None  # when the message entered the queue (UTC)
     source: ContextSource = "mns"
+    db: Connection[TupleRow] | None = None
 
 
 Handler = Callable[[Any, HandlerContext], object]
@@ -53,12 +75,15 @@ Handler = Callable[[Any, HandlerContext], object]
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One registration: a handler, a stable name for it, and what it matches."""
+    """One registration: a handler, a stable name for it, and what it matches.
+
+    transactional: the handler runs inside the store's transaction, with `ctx.db`."""
 
     handler: Handler
     name: str
     event_types: frozenset[str] | None  # None: any event type
     event_class: type[VodEvent] | None
+    transactional: bool = False
 
     def matches(self, event: VodEvent) -> bool:
         if self.event_class is not None and not isinstance(event, self.event_class):
@@ -99,6 +124,10 @@ class DuplicateHandlerName(ValueError):
     """`Router.add` was given a name that a different handler already has."""
 
 
+class TransactionalConflict(ValueError):
+    """`Router.add` registered a handler again with another `transactional` flag."""
+
+
 class Router:
     """An ordered list of routes; lookups are cached per event type and class."""
 
@@ -113,11 +142,18 @@ class Router:
         *selectors: str | type[VodEvent],
         name: str | None = None,
         allow_unknown: bool = False,
+        transactional: bool = False,
     ) -> Callable[[Handler], Handler]:
         """Register the decorated handler for events matching any selector (none: all)."""
 
         def register(handler: Handler) -> Handler:
-            self.add(handler, selectors, name=name, allow_unknown=allow_unknown)
+            self.add(
+                handler,
+                selectors,
+                name=name,
+                allow_unknown=allow_unknown,
+                transactional=transactional,
+            )
             return handler
 
         return register
@@ -129,13 +165,19 @@ class Router:
         *,
         name: str | None = None,
         allow_unknown: bool = False,
+        transactional: bool = False,
     ) -> None:
         """Register `handler`; selectors are EventType strings, event classes, or "*".
 
         `name` (default: `handler_name`) is the handler's idempotency key. Raises
         `DuplicateHandlerName` if a different handler has it already (the same handler may
-        be registered again, for more selectors), and ValueError for an EventType string
-        that is not a known type, unless `allow_unknown`.
+        be registered again, for more selectors), `TransactionalConflict` if it is
+        registered again with the other `transactional` flag, and ValueError for an
+        EventType string that is not a known type, unless `allow_unknown`.
+
+        `transactional`: run the handler inside the idempotency store's transaction, with
+        `ctx.db` (see the module docstring); the consumer refuses to start unless its store
+        is the PostgreSQL one.
         """
         route_name = name or handler_name(handler)
         for route in self.routes:
@@ -145,6 +187,12 @@ class Router:
                     "idempotency keys, so once either completed for an event the other would "
                     "be skipped as done. Give each a stable, unique name: "
                     "router.on(..., name='...') or router.add(..., name='...')"
+                )
+            if route.name == route_name and route.transactional != transactional:
+                raise TransactionalConflict(
+                    f"handler {route_name!r} is registered already with transactional="
+                    f"{route.transactional}: one handler runs one way for every event it "
+                    f"matches; register it again with transactional={route.transactional}"
                 )
         strings = {s for s in selectors if isinstance(s, str)}
         if not allow_unknown:
@@ -157,12 +205,18 @@ class Router:
                     )
         classes = [s for s in selectors if not isinstance(s, str)]
         if "*" in strings or not selectors:
-            self.routes.append(Route(handler, route_name, None, None))
+            self.routes.append(Route(handler, route_name, None, None, transactional))
         if strings - {"*"}:
-            self.routes.append(Route(handler, route_name, frozenset(strings - {"*"}), None))
+            types = frozenset(strings - {"*"})
+            self.routes.append(Route(handler, route_name, types, None, transactional))
         for cls in classes:
-            self.routes.append(Route(handler, route_name, None, cls))
+            self.routes.append(Route(handler, route_name, None, cls, transactional))
         self._cache.clear()
+
+    @property
+    def transactional(self) -> list[str]:
+        """The names of the transactional handlers, in registration order."""
+        return list(dict.fromkeys(r.name for r in self.routes if r.transactional))
 
     def routes_for(self, event: VodEvent) -> tuple[Route, ...]:
         key = (type(event), event.event_type)

@@ -51,6 +51,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("vod_events.cli.check_config", "validate a config file and print it, masked"),
     "doctor": ("vod_events.cli.doctor", "check connectivity, queue attributes and handlers"),
     "dlq": ("vod_events.cli.dlq", "list or replay dead letters"),
+    "dedupe": (
+        "vod_events.cli.dedupe",
+        "create the PostgreSQL idempotency tables ahead of time (dedupe migrate)",
+    ),
     "submit-ai-job": ("vod_events.cli.submit_ai_job", "submit VOD AI jobs (SubmitAIJob)"),
     "ai-jobs": ("vod_events.cli.ai_jobs", "show AI job status and results (ListAIJob)"),
     "serve-callbacks": ("vod_events.cli.serve_callbacks", "receive VOD HTTP callbacks"),

@@ -2,9 +2,10 @@
 
 The output is what the daemon would run with: the file, environment overrides and defaults
 merged, every secret masked. It refuses what the daemon would refuse at start: besides an
-invalid file, a config without [[handlers]] (every event would be deleted unhandled) and a
-`call` handler whose module does not import or fails while it is imported. It never
-connects anywhere and creates nothing (`vod-events doctor` checks the rest).
+invalid file, a config without [[handlers]] (every event would be deleted unhandled), a
+`call` handler whose module does not import or fails while it is imported, and the postgres
+backend without its driver (the `postgres` extra). It never connects anywhere and creates
+nothing (`vod-events doctor` checks the rest).
 
 Exit codes: 0 valid (warnings go to stderr); 2 invalid, with the error naming the file and
 the key (or the environment variable) on stderr.
@@ -21,6 +22,7 @@ from vod_events.config import Config, load, masked, require_handlers, toml_write
 from vod_events.config.secrets import exposure_warning
 from vod_events.errors import ConfigError
 from vod_events.router import import_handler
+from vod_events.service.assemble import require_postgres_driver
 
 EXIT_OK = 0
 
@@ -39,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load(args.config)
         require_handlers(config)
+        require_postgres_driver(config)
         check_handlers(config)
     except ConfigError as exc:
         return config_error(exc)

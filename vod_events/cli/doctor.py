@@ -30,7 +30,11 @@ from vod_events.config.credentials import DEFAULT_CHAIN, default_chain, how_to_s
 from vod_events.config.secrets import exposure_warning
 from vod_events.errors import ConfigError
 from vod_events.router import import_handler
-from vod_events.service.assemble import transport_factory
+from vod_events.service.assemble import (
+    POSTGRES_EXTRA,
+    require_postgres_driver,
+    transport_factory,
+)
 from vod_events.transports import (
     FatalTransportError,
     QueueInfo,
@@ -340,11 +344,13 @@ class Doctor:
             return _sqlite(self.config.dedupe_path)
         if d.backend == "redis":
             return _redis(d.url)
+        if d.backend == "postgres":
+            return _postgres(self.config)
         return warning(
             "dedupe",
             f"backend {d.backend!r}: a redelivered event runs its handlers again "
             f"{'after a restart' if d.backend == 'memory' else 'every time'}",
-            "use backend = 'sqlite' (one host) or 'redis' (several replicas)",
+            "use backend = 'sqlite' (one host), 'redis' or 'postgres' (several replicas)",
         )
 
     def dead_letter_target(self, connected: bool = True) -> Finding:
@@ -464,6 +470,61 @@ def _redis(url: str) -> Finding:
             "check [dedupe] url (redis://[:password@]host:port/db) and that Redis is reachable",
         )
     return ok("dedupe", f"Redis {where} answers PING")
+
+
+def _postgres(config: Config) -> Finding:
+    """Connect as the daemon would, and look for the store's tables; create nothing."""
+    try:
+        require_postgres_driver(config)
+    except ConfigError as exc:
+        return error("dedupe", str(exc).partition(": ")[2] or str(exc), POSTGRES_EXTRA)
+    from vod_events.postgres_store import PostgresStore, PostgresStoreError, SchemaMissingError
+
+    d = config.dedupe
+    fix_connection = (
+        "check [dedupe] url (postgresql://user:password@host:5432/dbname, or "
+        "VOD_EVENTS_DEDUPE_URL), that PostgreSQL is reachable from here, and that it accepts "
+        "this role (pg_hba.conf, the password)"
+    )
+    try:
+        store = PostgresStore(
+            d.url,
+            schema=d.schema,
+            create=False,  # the doctor only looks
+            min_size=0,
+            max_size=1,
+            pool_timeout=NETWORK_TIMEOUT,
+            connect_timeout=NETWORK_TIMEOUT,
+            statement_timeout=d.statement_timeout or None,
+            cleanup_interval=None,
+            application_name="vod-events doctor",
+        )
+    except PostgresStoreError as exc:
+        return error("dedupe", f"PostgreSQL: {exc}", fix_connection)
+    tables = f"{d.schema}.idempotency and {d.schema}.deferrals"
+    try:
+        try:
+            store.ping(NETWORK_TIMEOUT)
+        except SchemaMissingError:
+            if store.may_create_tables(NETWORK_TIMEOUT):
+                return ok(
+                    "dedupe",
+                    f"PostgreSQL {store.where} answers; {tables} are missing, and the daemon "
+                    "creates them on first use (this role may)",
+                )
+            return error(
+                "dedupe",
+                f"PostgreSQL {store.where} answers, but {tables} are missing and this role "
+                f"may not create them (no CREATE on the schema {d.schema}, or on the database "
+                "when that schema is missing)",
+                "run `vod-events dedupe migrate --config FILE` with a [dedupe] url of a role "
+                "that may create them (once), or grant CREATE to this one",
+            )
+    except PostgresStoreError as exc:  # names the database, never the password
+        return error("dedupe", str(exc), fix_connection)
+    finally:
+        store.close()
+    return ok("dedupe", f"PostgreSQL {store.where} answers; {tables} are there")
 
 
 def _reachable(check: str, url: str) -> Finding:

@@ -75,7 +75,11 @@ def _section(header: str, name: str, defaults: Any, *, env_section: str) -> str:
     lines.append(header)
     for field in dataclasses.fields(defaults):
         lines += textwrap.wrap(
-            field.metadata["doc"], WIDTH, initial_indent="# ", subsequent_indent="# "
+            field.metadata["doc"],
+            WIDTH,
+            initial_indent="# ",
+            subsequent_indent="# ",
+            break_on_hyphens=False,  # never `vod-` / `events` across two lines
         )
         details = _allowed(field)
         details.append(f"env: {ENV_PREFIX}{env_section}_{field.name.upper()}")

@@ -50,6 +50,10 @@ SECRET_MASK = "********"  # noqa: S105 - the mask shown instead of a secret
 NOT_KEYS = re.compile(
     rf"{ENV_PREFIX}(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_\w+)?)?|TEST_\w*)"
 )
+DEFAULT_POSTGRES_SCHEMA = "vod_events"  # as vod_events.postgres_store.DEFAULT_SCHEMA
+# A schema name the PostgreSQL store accepts: a plain, unquoted SQL identifier.
+PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+POSTGRES_URL_EXAMPLE = "postgresql://user:password@host:5432/dbname"
 NO_HANDLERS = (
     "no [[handlers]] table: the daemon would delete every event as unhandled; add one "
     "(call = 'package.module:function', or type = 'log', 'jsonl' or 'http')"
@@ -133,12 +137,30 @@ class RetrySection:
 class DedupeSection:
     backend: str = key(
         "sqlite",
-        "idempotency store: sqlite (one host), redis (a fleet), memory (tests), off",
-        choices=("sqlite", "redis", "memory", "off"),
+        "idempotency store: sqlite (one host), redis (a fleet), postgres (a fleet, in your "
+        "application's PostgreSQL: needed by transactional handlers; pip install "
+        "'vod-events[postgres]'), memory (tests), off",
+        choices=("sqlite", "redis", "postgres", "memory", "off"),
     )
     path: str = key("", "SQLite file; empty: dedupe.sqlite3 in the state directory")
     url: str = key(
-        "", "Redis URL for backend = 'redis', e.g. redis://127.0.0.1:6379/0", secret=True
+        "",
+        "for backend = 'redis': redis://[:password@]host:6379/0; for backend = 'postgres': "
+        "postgresql://user:password@host:5432/dbname (libpq URL or conninfo)",
+        secret=True,
+    )
+    schema: str = key(
+        DEFAULT_POSTGRES_SCHEMA,
+        "postgres: the schema of the store's tables (created on first use if the role may; "
+        "else run `vod-events dedupe migrate`)",
+    )
+    statement_timeout: float = key(
+        10.0,
+        "postgres: seconds any statement may run, transactional handlers' own included "
+        "(sent at connect; 0: not sent, e.g. through a PgBouncer that does not track it: "
+        "set it on the role instead)",
+        low=0,
+        high=86400,
     )
     claim_ttl: float = key(
         DEFAULT_CLAIM_TTL,
@@ -219,6 +241,12 @@ class HandlerSection:
     timeout: float = key(10.0, "http: request timeout, seconds", low=0.1, high=600)
     secret: str = key(
         "", "http: HMAC-SHA256 key for the X-VOD-Events-Signature header", secret=True
+    )
+    transactional: bool = key(
+        False,
+        "call handlers: run inside a transaction of the dedupe store's PostgreSQL database "
+        "(ctx.db) that also records the handler's completion: its writes and the completion "
+        "commit together or not at all; needs [dedupe] backend = 'postgres'",
     )
 
     @property
@@ -356,6 +384,7 @@ def from_dict(
         handlers.append(handler)
     _check_handler_names(handlers, reader)
     reader.check_variables(len(handlers))
+    _check_dedupe(sections["dedupe"], handlers, reader)
     if sections["ops"].listen:
         try:
             parse_listen(sections["ops"].listen)
@@ -574,6 +603,54 @@ def _check_handler_names(handlers: list[HandlerSection], reader: _Reader) -> Non
                 "so once one completed for an event the other would be skipped as done; "
                 "give one of them a distinct `name`",
             )
+        if j != i and handler.transactional != handlers[j].transactional:
+            raise reader.error(
+                f"handlers[{i}].transactional",
+                f"is {str(handler.transactional).lower()} but "
+                f"{str(handlers[j].transactional).lower()} in handlers[{j}], the same handler "
+                f"({name!r}): it runs one way for every event it matches",
+            )
+
+
+def _check_dedupe(dedupe: DedupeSection, handlers: list[HandlerSection], reader: _Reader) -> None:
+    """The postgres backend's URL and schema; transactional handlers need that backend."""
+    if dedupe.backend == "postgres":
+        if not dedupe.url:
+            raise reader.error(
+                "dedupe.url",
+                f"backend 'postgres' needs 'url' ({POSTGRES_URL_EXAMPLE}; or "
+                f"{env_name('dedupe', 'url')})",
+            )
+        if not dedupe.url.startswith(("postgresql://", "postgres://")) and "=" not in dedupe.url:
+            raise reader.error(
+                "dedupe.url",
+                f"must be a PostgreSQL URL ({POSTGRES_URL_EXAMPLE}) or a conninfo string "
+                f"(host=... dbname=...), got {SECRET_MASK}",
+            )
+        if not PLAIN_IDENTIFIER.fullmatch(dedupe.schema):
+            raise reader.error(
+                "dedupe.schema",
+                "must be a plain SQL identifier (a letter or _, then letters, digits or _; "
+                f"at most 63), got {dedupe.schema!r}",
+            )
+    for i, handler in enumerate(handlers):
+        if not handler.transactional:
+            continue
+        if not handler.call:
+            raise reader.error(
+                f"handlers[{i}].transactional",
+                f"applies to `call` handlers only (ctx.db is for your code), not to the "
+                f"built-in {handler.type!r}",
+            )
+        if dedupe.backend != "postgres":
+            source = reader.overrides.get("dedupe.backend")
+            where = f" (set by {source.variable})" if source else ""
+            raise reader.error(
+                f"handlers[{i}].transactional",
+                f"needs dedupe.backend = 'postgres', but dedupe.backend is "
+                f"{dedupe.backend!r}{where}: a transactional handler writes through ctx.db, "
+                "a transaction in the store's own PostgreSQL database",
+            )
 
 
 def _check_endpoint(endpoint: str, reader: _Reader) -> None:
@@ -630,5 +707,19 @@ def secret_values(config: Config) -> list[str]:
             value = getattr(obj, f.name)
             if f.metadata.get("secret") and value:
                 # A list of secrets (e.g. rotated keys): each one, not the list's repr.
-                found += [str(v) for v in value] if isinstance(value, list) else [str(value)]
+                values = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+                found += values
+                # A URL's password alone too: a library's message may quote just that.
+                found += [p for v in values for p in _url_passwords(v) if p not in found]
     return found
+
+
+def _url_passwords(value: str) -> list[str]:
+    """The password in a URL's user-info (as written, and decoded), if any."""
+    try:
+        password = urllib.parse.urlsplit(value).password
+    except ValueError:
+        return []
+    if not password:
+        return []
+    return list(dict.fromkeys([password, urllib.parse.unquote(password)]))

@@ -18,7 +18,7 @@ from vod_events.deadletter import DeadLetterSink, DirectorySink, QueueSink
 from vod_events.dedupe import IdempotencyStore, MemoryStore, NullStore, RedisStore, SQLiteStore
 from vod_events.errors import ConfigError
 from vod_events.handlers import HttpHandler, JsonlHandler, LogHandler
-from vod_events.processing import Processor
+from vod_events.processing import Processor, transaction_of
 from vod_events.retry import RetryPolicy
 from vod_events.router import ContextSource, Handler, Router, import_handler
 from vod_events.stats import Stats
@@ -69,6 +69,7 @@ def build_router(config: Config) -> Router:
                 handler_config.events,
                 name=name,
                 allow_unknown=handler_config.allow_unknown_events,
+                transactional=handler_config.transactional,
             )
         except ValueError as exc:  # `from_dict` checked both already: a safety net
             raise config.error(label, str(exc)) from None
@@ -88,7 +89,10 @@ def build_handler(h: HandlerSection) -> tuple[Handler, str]:
 
 def build_store(config: Config) -> IdempotencyStore:
     """The idempotency store. Raises ConfigError, naming `dedupe.path` or `state.dir`, when
-    the SQLite file or its directory cannot be created or opened."""
+    the SQLite file or its directory cannot be created or opened; naming `dedupe.backend`
+    when the postgres backend's driver is not installed, `dedupe.url` when its URL is
+    unusable. A PostgreSQL store connects in the background: a database that is down now
+    fails its calls later (the messages are handed back), not this."""
     d = config.dedupe
     if d.backend == "sqlite":
         path = config.dedupe_path
@@ -100,9 +104,72 @@ def build_store(config: Config) -> IdempotencyStore:
         if not d.url:
             raise ConfigError("backend 'redis' needs 'url'", path=config.path, key="dedupe.url")
         return RedisStore(d.url, claim_ttl=d.claim_ttl, completed_ttl=d.completed_ttl)
+    if d.backend == "postgres":
+        return _postgres_store(config)
     if d.backend == "memory":
         return MemoryStore(claim_ttl=d.claim_ttl, completed_ttl=d.completed_ttl)
     return NullStore()
+
+
+POSTGRES_EXTRA = "pip install 'vod-events[postgres]'"
+# Connections the PostgreSQL store may open beyond one per worker (a transactional handler
+# holds one while it runs): claims, completions and renewals of the other threads.
+POSTGRES_SPARE_CONNECTIONS = 4
+
+
+def require_postgres_driver(config: Config) -> None:
+    """Raise ConfigError, naming `dedupe.backend` and what to install, when the postgres
+    backend is chosen and psycopg (the `postgres` extra) is not installed."""
+    if config.dedupe.backend != "postgres":
+        return
+    try:
+        import vod_events.postgres_store  # noqa: F401 - imports psycopg and psycopg_pool
+    except ImportError as exc:
+        missing = exc.name or "psycopg"
+        raise config.error(
+            "dedupe.backend",
+            f"backend 'postgres' needs the PostgreSQL driver, and {missing!r} is not "
+            f"installed: {POSTGRES_EXTRA} (psycopg and psycopg-pool) in the environment "
+            "that runs vod-events",
+        ) from None
+
+
+def _postgres_store(config: Config) -> IdempotencyStore:
+    require_postgres_driver(config)
+    from vod_events.postgres_store import PostgresStore, PostgresStoreError
+
+    d = config.dedupe
+    if not d.url:  # `from_dict` refuses it already: a safety net
+        raise config.error("dedupe.url", "backend 'postgres' needs 'url'")
+    # One connection per handler that may run at once, callbacks included, and spares.
+    callbacks = config.http_callback.max_concurrency if config.http_callback.listen else 0
+    try:
+        return PostgresStore(
+            d.url,
+            schema=d.schema,
+            claim_ttl=d.claim_ttl,
+            completed_ttl=d.completed_ttl,
+            statement_timeout=d.statement_timeout or None,
+            max_size=config.consumer.workers + callbacks + POSTGRES_SPARE_CONNECTIONS,
+        )
+    except PostgresStoreError as exc:  # an unparsable URL: its message shows no password
+        raise config.error("dedupe.url", str(exc)) from None
+    except ValueError as exc:  # the schema name: `from_dict` refuses it already
+        raise config.error("dedupe.schema", str(exc)) from None
+
+
+def require_transactions(config: Config, router: Router, store: IdempotencyStore) -> None:
+    """Raise ConfigError, naming `dedupe.backend`, when `router` has transactional handlers
+    and `store` cannot run them (only the PostgreSQL store has transactions)."""
+    names = router.transactional
+    if not names or transaction_of(store) is not None:
+        return
+    raise config.error(
+        "dedupe.backend",
+        f"transactional handler(s) {', '.join(map(repr, names))} need backend 'postgres' "
+        f"(their ctx.db is a transaction in the store's PostgreSQL database), but the "
+        f"idempotency store is {config.dedupe.backend!r} ({type(store).__name__})",
+    )
 
 
 def build_dead_letters(config: Config, connect: TransportFactory) -> DeadLetterSink:
@@ -169,20 +236,31 @@ def build_processor(
         same claims, with any backend, and whoever renews that store's claims renews both
         paths'); None builds a new one from `[dedupe]`.
     own_claim_wait: `Processor.own_claim_wait`; None keeps the Processor's default.
+
+    Raises ConfigError when a handler is transactional and the store is not PostgreSQL.
     """
     r = config.retry
-    processor = Processor(
-        router or build_router(config),
-        stats=stats or Stats(),
-        stopping=stopping or threading.Event(),
-        source=source or config.mns.queue,
-        store=build_store(config) if store is None else store,
-        dead_letters=build_dead_letters(config, connect),
-        retry=RetryPolicy(r.attempts, r.max_seconds, r.initial_wait, r.max_wait),
-        redelivery=RedeliveryBackoff(r.redelivery_initial, r.redelivery_max),
-        max_deliveries=config.consumer.max_deliveries,
-        context_source=context_source,
-    )
+    router = router or build_router(config)
+    own_store = store is None
+    store = build_store(config) if store is None else store
+    try:
+        require_transactions(config, router, store)
+        processor = Processor(
+            router,
+            stats=stats or Stats(),
+            stopping=stopping or threading.Event(),
+            source=source or config.mns.queue,
+            store=store,
+            dead_letters=build_dead_letters(config, connect),
+            retry=RetryPolicy(r.attempts, r.max_seconds, r.initial_wait, r.max_wait),
+            redelivery=RedeliveryBackoff(r.redelivery_initial, r.redelivery_max),
+            max_deliveries=config.consumer.max_deliveries,
+            context_source=context_source,
+        )
+    except BaseException:
+        if own_store:
+            store.close()  # its connections, its cleanup thread
+        raise
     if own_claim_wait is not None:
         processor.own_claim_wait = own_claim_wait
     return processor
@@ -198,8 +276,10 @@ def build_consumer(
     """The consumer of `config`'s queue, with `router` or the config's handlers.
 
     Raises ConfigError when it would have no handler at all (it would delete every event
-    unhandled), when there are no credentials for MNS (unless `connect` is given), and
-    when a handler, the idempotency store or the dead-letter directory cannot be built."""
+    unhandled), when there are no credentials for MNS (unless `connect` is given), when a
+    handler, the idempotency store or the dead-letter directory cannot be built, and when
+    a handler is transactional (`Router.add(..., transactional=True)`) but the store is not
+    the PostgreSQL one."""
     if router is None:
         router = build_router(config)
     if not router.routes:
