@@ -311,6 +311,57 @@ def test_a_deleter_stuck_in_a_call_is_unhealthy_and_gets_no_watchdog_ping(
     assert run.stop() == EXIT_OK
 
 
+class StalledHeartbeat(Consumer):
+    """A heartbeat that stops moving outside any call (as a deadlock would)."""
+
+    def _heartbeat_loop(self) -> None:
+        self._finished.wait()
+
+
+class StalledDeleters(Consumer):
+    """Deleters that stop moving until shutdown, outside any call."""
+
+    def _deleter_loop(self) -> None:
+        self.stopping.wait()
+        super()._deleter_loop()
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        (StalledHeartbeat, "heartbeat: an extension is "),
+        (StalledDeleters, "deleters: a delete has waited "),
+    ],
+)
+def test_a_heartbeat_or_deleter_that_stops_moving_is_unhealthy(
+    kind: type[Consumer], reason: str, tmp_path: Path
+) -> None:
+    broker = MemoryBroker()
+    broker.create_queue(MEMORY_QUEUE, visibility_timeout=2)  # extensions due after 1 s
+    broker.put(MEMORY_QUEUE, event_body("job-1"))
+    router = Router()
+    release = threading.Event()
+    router.add(lambda event, ctx: release.wait(3), name="slow")
+    processor = Processor(router, stats=Stats(), stopping=threading.Event(), source=MEMORY_QUEUE)
+    consumer = kind(
+        memory_connect(broker),
+        MEMORY_QUEUE,
+        processor,
+        ConsumerSettings(pollers=1, workers=2, wait_seconds=1),
+    )
+    health = Health(consumer, call_bound=1.0)
+    h = Harness(broker, consumer, router, tmp_path).start()
+    try:
+        wait_for(lambda: not health.liveness().ok, timeout=15, what="liveness to fail")
+        verdict = health.liveness()
+        assert verdict.reason.startswith(reason), verdict.reason
+        assert verdict.reason.endswith("(limit 1 s)")
+        assert consumer.alive()  # every thread runs: only their progress tells
+    finally:
+        release.set()
+        h.stop()
+
+
 class HangingStore(MemoryStore):
     """A store whose claim renewal hangs until `unblock` is set (a store without timeouts)."""
 

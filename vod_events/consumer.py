@@ -325,6 +325,11 @@ class DeleteQueue:
             self._closed = True
             self._ready.notify_all()
 
+    def oldest_wait(self) -> float:
+        """Seconds the oldest waiting message has waited (0 when none): deleters' progress."""
+        with self._lock:
+            return time.monotonic() - self._items[0][0] if self._items else 0.0
+
 
 class Consumer:
     """Consumes one queue with `processor` until stopped. See the module docstring."""
@@ -499,6 +504,18 @@ class Consumer:
             return EXIT_ABANDONED
         log.info("consumer stopped", **self.stats.snapshot().counters)
         return EXIT_OK
+
+    def extension_lateness(self) -> float:
+        """Seconds the most overdue extension is late (0 when none): the heartbeat's
+        progress. A failed extension is due again shortly, so it is not late: only a
+        heartbeat that stopped moving, or cannot keep up, falls behind."""
+        now = time.monotonic()
+        with self._inflight_lock:
+            return max((now - e.due for e in self._inflight.values() if e.due < now), default=0.0)
+
+    def delete_wait(self) -> float:
+        """Seconds the oldest message waiting for a deleter has waited (0 when none)."""
+        return self._deletes.oldest_wait()
 
     @property
     def active(self) -> int:

@@ -4,18 +4,22 @@ The ops endpoint's `/healthz` and `/readyz` and the systemd watchdog all ask thi
 "healthy" means the same thing everywhere.
 
 - Live: no thread died, every thread is running (until shutdown, when threads end on
-  purpose), no thread is stuck in a call to the queue or the store, and a poller completed
-  a receive recently.
-  - A call is stuck when it has run longer than any timeout could explain: `call_bound`
-    (an extension, a delete, a hand back, a claim renewal; a receive gets `wait_seconds`
-    more, its long poll). The transport's timeouts end a call long before that; this catches
-    what they cannot (a DNS lookup, a peer trickling bytes, a store without a timeout), so
-    that a heartbeat or a deleter that stopped moving restarts the process instead of
-    letting messages lapse or pile up while health says ok.
+  purpose), no thread is stuck in a call, the heartbeat and the deleters keep moving, and a
+  poller completed a receive recently. A stuck heartbeat or deleter thus restarts the
+  process (watchdog, liveness probe) instead of letting messages lapse or pile up while
+  health says ok.
+  - A call (to the queue or the store) is stuck when it has run longer than any timeout
+    could explain: `call_bound` (an extension, a delete, a hand back, a claim renewal; a
+    receive gets `wait_seconds` more, its long poll). The transport's timeouts end a call
+    long before that; this catches what they cannot (a DNS lookup, a peer trickling bytes,
+    a store without a timeout).
+  - Moving: no extension more than `call_bound` late (a failed one is due again at once,
+    so only a heartbeat that stopped or cannot keep up falls behind), no message waiting
+    longer than that for a deleter.
   - A receive returns after at most `wait_seconds` (the long poll), so a poller that has
     not finished one for `wait_seconds` plus a margin is stuck or failing. Pollers that wait
     because every in-flight slot is taken are busy, not stuck: while the consumer is
-    saturated the clock does not run (a stuck deleter or heartbeat is caught by its call).
+    saturated the clock does not run (a stuck deleter or heartbeat is caught above).
 - Ready: started, connected (a first receive succeeded), the queue answering (the latest
   receive did not fail: the reason says which endpoint and what failed) and not shutting
   down.
@@ -94,6 +98,15 @@ class Health:
             return Verdict(False, f"thread not running: {', '.join(dead)}")
         if stuck := self._stuck_call():
             return Verdict(False, stuck)
+        bound = self.call_bound
+        if (late := consumer.extension_lateness()) > bound:
+            return Verdict(
+                False, f"heartbeat: an extension is {late:.1f} s late (limit {bound:g} s)"
+            )
+        if (waited := consumer.delete_wait()) > bound:
+            return Verdict(
+                False, f"deleters: a delete has waited {waited:.1f} s (limit {bound:g} s)"
+            )
         idle = self._seconds_since_progress()
         if idle > self.poll_bound:
             return Verdict(
