@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -161,3 +163,80 @@ def test_toml_numbers_keep_their_types() -> None:
     assert loaded == data
     assert isinstance(loaded["s"]["f"], float)
     assert isinstance(loaded["s"]["i"], int)
+
+
+# ------------------------------------------------------------------ the postgres backend
+
+PG_PASSWORD = "planted-pg-password-91c0"
+POSTGRES = f"""
+[dedupe]
+backend = "postgres"
+url = "postgresql://vod:{PG_PASSWORD}@db.internal:5432/app"
+schema = "events_store"
+
+[[handlers]]
+events = ["AIVideoTagComplete"]
+call = "sample_handlers:record"
+transactional = true
+"""
+
+
+def test_the_postgres_url_is_masked_and_the_other_keys_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, VALID + POSTGRES)
+    code, out, err = check(capsys, "--config", str(path))
+    assert (code, err) == (0, "")
+    printed = tomllib.loads(out)
+    assert printed["dedupe"]["backend"] == "postgres"
+    assert printed["dedupe"]["url"] == SECRET_MASK
+    assert printed["dedupe"]["schema"] == "events_store"
+    assert printed["handlers"][1]["transactional"] is True
+    assert PG_PASSWORD not in out
+
+
+def test_a_postgres_config_error_never_shows_the_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, VALID + POSTGRES.replace('schema = "events_store"', 'schema = "a-b"'))
+    monkeypatch.setenv("VOD_EVENTS_DEDUPE_URL", f"mysql://root:{PG_PASSWORD}@db/app")
+    code, out, err = check(capsys, "--config", str(path))
+    assert (code, out) == (2, "")
+    assert err == (
+        "vod-events: config error: environment variable VOD_EVENTS_DEDUPE_URL, key "
+        "'dedupe.url': must be a PostgreSQL URL (postgresql://user:password@host:5432/dbname) "
+        "or a conninfo string (host=... dbname=...), got ********\n"
+    )
+
+
+# Runs a command in a Python where psycopg cannot be imported, as if the `postgres` extra
+# were not installed.
+WITHOUT_PSYCOPG = (
+    "import sys; sys.modules['psycopg'] = None; "
+    "from vod_events.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+@pytest.mark.parametrize(
+    "command", [["check-config"], ["consume"], ["dedupe", "migrate"], ["serve-callbacks"]]
+)
+def test_without_the_postgres_extra_commands_say_what_to_install(
+    tmp_path: Path, command: list[str]
+) -> None:
+    path = write(tmp_path, VALID + POSTGRES + '[http_callback]\nlisten = "127.0.0.1:0"\n')
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PSYCOPG, *command, "--config", str(path)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert done.stderr == (
+        f"vod-events: config error: {path}, key 'dedupe.backend': backend 'postgres' needs "
+        "the PostgreSQL driver, and 'psycopg' is not installed: pip install "
+        "'vod-events[postgres]' (psycopg and psycopg-pool) in the environment that runs "
+        "vod-events\n"
+    )

@@ -685,3 +685,177 @@ def test_errors_about_a_key_name_the_variable_that_set_it(tmp_path: Path) -> Non
         "environment variable VOD_EVENTS_STATE_DIR, key 'state.dir': broken"
     )
     assert from_env == dataclasses.replace(from_file, state=from_env.state)  # not compared
+
+
+# ------------------------------------------------------------------ the postgres backend
+
+PG_PASSWORD = "pg-pw-PLANTED-7f3a"
+PG_URL = f"postgresql://vod:{PG_PASSWORD}@db.internal:5432/app"
+CALL_HANDLER = '[[handlers]]\nevents = ["*"]\ncall = "sample_handlers:record"\n'
+
+
+def test_the_postgres_backend_keys_their_defaults_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.toml"
+    path.write_text(
+        MINIMAL
+        + f'[dedupe]\nbackend = "postgres"\nurl = "{PG_URL}"\n'
+        + CALL_HANDLER
+        + "transactional = true\n"
+    )
+    config = load(path, {})
+    assert (config.dedupe.backend, config.dedupe.url) == ("postgres", PG_URL)
+    assert config.dedupe.schema == "vod_events"
+    assert config.dedupe.statement_timeout == 10.0
+    assert config.handlers[0].transactional is True
+    assert (
+        load(tmp_path / "cfg.toml", {"VOD_EVENTS_HANDLERS_0_TRANSACTIONAL": "false"})
+        .handlers[0]
+        .transactional
+        is False
+    )
+    other = "postgresql://other:pw-from-env-PLANTED@10.0.0.9/app"
+    from_env = load(
+        path,
+        {
+            "VOD_EVENTS_DEDUPE_URL": other,
+            "VOD_EVENTS_DEDUPE_SCHEMA": "events_store",
+            "VOD_EVENTS_DEDUPE_STATEMENT_TIMEOUT": "0",
+        },
+    )
+    assert (from_env.dedupe.url, from_env.dedupe.schema) == (other, "events_store")
+    assert from_env.dedupe.statement_timeout == 0.0
+    shown = masked(config)
+    assert shown["dedupe"]["url"] == SECRET_MASK
+    assert shown["dedupe"]["schema"] == "vod_events"
+    assert shown["handlers"][0]["transactional"] is True
+    assert PG_PASSWORD not in json.dumps(shown) + repr(config)
+    assert PG_URL in secret_values(config)
+    assert PG_PASSWORD in secret_values(config)  # alone too, for scrubbing messages
+
+
+@pytest.mark.parametrize(
+    ("snippet", "environ", "expected"),
+    [
+        (
+            '[dedupe]\nbackend = "postgres"\n',
+            {},
+            "{path}, key 'dedupe.url': backend 'postgres' needs 'url' "
+            "(postgresql://user:password@host:5432/dbname; or VOD_EVENTS_DEDUPE_URL)",
+        ),
+        (
+            f'[dedupe]\nbackend = "postgres"\nurl = "db.internal:{PG_PASSWORD}"\n',
+            {},
+            "{path}, key 'dedupe.url': must be a PostgreSQL URL "
+            "(postgresql://user:password@host:5432/dbname) or a conninfo string "
+            "(host=... dbname=...), got ********",
+        ),
+        (
+            '[dedupe]\nbackend = "postgres"\n',
+            {"VOD_EVENTS_DEDUPE_URL": f"redis://:{PG_PASSWORD}@cache:6379/0"},
+            "environment variable VOD_EVENTS_DEDUPE_URL, key 'dedupe.url': must be a "
+            "PostgreSQL URL (postgresql://user:password@host:5432/dbname) or a conninfo "
+            "string (host=... dbname=...), got ********",
+        ),
+        (
+            f'[dedupe]\nbackend = "postgres"\nurl = "{PG_URL}"\nschema = "app.events"\n',
+            {},
+            "{path}, key 'dedupe.schema': must be a plain SQL identifier (a letter or _, then "
+            "letters, digits or _; at most 63), got 'app.events'",
+        ),
+        (
+            "[dedupe]\nstatement_timeout = -1\n",
+            {},
+            "{path}, key 'dedupe.statement_timeout': must be in 0..86400, got -1.0",
+        ),
+    ],
+)
+def test_postgres_backend_errors(
+    tmp_path: Path, snippet: str, environ: dict[str, str], expected: str
+) -> None:
+    message = error_of(tmp_path, MINIMAL + snippet, environ)
+    assert message == expected.format(path=tmp_path / "bad.toml")
+    assert PG_PASSWORD not in message
+
+
+def test_a_transactional_handler_needs_the_postgres_backend(tmp_path: Path) -> None:
+    text = MINIMAL + CALL_HANDLER + "transactional = true\n"
+    path = tmp_path / "bad.toml"
+    assert error_of(tmp_path, text) == (
+        f"{path}, key 'handlers[0].transactional': needs dedupe.backend = 'postgres', but "
+        "dedupe.backend is 'sqlite': a transactional handler writes through ctx.db, a "
+        "transaction in the store's own PostgreSQL database"
+    )
+    assert error_of(tmp_path, text, {"VOD_EVENTS_DEDUPE_BACKEND": "redis"}) == (
+        f"{path}, key 'handlers[0].transactional': needs dedupe.backend = 'postgres', but "
+        "dedupe.backend is 'redis' (set by VOD_EVENTS_DEDUPE_BACKEND): a transactional "
+        "handler writes through ctx.db, a transaction in the store's own PostgreSQL database"
+    )
+    from_env = MINIMAL + CALL_HANDLER
+    assert error_of(tmp_path, from_env, {"VOD_EVENTS_HANDLERS_0_TRANSACTIONAL": "1"}) == (
+        "environment variable VOD_EVENTS_HANDLERS_0_TRANSACTIONAL, key "
+        "'handlers[0].transactional': needs dedupe.backend = 'postgres', but dedupe.backend "
+        "is 'sqlite': a transactional handler writes through ctx.db, a transaction in the "
+        "store's own PostgreSQL database"
+    )
+
+
+def test_transactional_is_for_call_handlers_and_one_way_per_handler(tmp_path: Path) -> None:
+    postgres = f'[dedupe]\nbackend = "postgres"\nurl = "{PG_URL}"\n'
+    path = tmp_path / "bad.toml"
+    builtin = '[[handlers]]\nevents = ["*"]\ntype = "log"\ntransactional = true\n'
+    assert error_of(tmp_path, MINIMAL + postgres + builtin) == (
+        f"{path}, key 'handlers[0].transactional': applies to `call` handlers only (ctx.db "
+        "is for your code), not to the built-in 'log'"
+    )
+    twice = (
+        '[[handlers]]\nevents = ["AIVideoTagComplete"]\ncall = "sample_handlers:record"\n'
+        "transactional = true\n"
+        '[[handlers]]\nevents = ["AIMediaDNAComplete"]\ncall = "sample_handlers:record"\n'
+    )
+    assert error_of(tmp_path, MINIMAL + postgres + twice) == (
+        f"{path}, key 'handlers[1].transactional': is false but true in handlers[0], the same "
+        "handler ('sample_handlers:record'): it runs one way for every event it matches"
+    )
+
+
+def test_build_store_builds_the_postgres_store_without_connecting(tmp_path: Path) -> None:
+    from vod_events.postgres_store import PostgresStore
+
+    port = _free_port()
+    url = f"postgresql://vod:{PG_PASSWORD}@127.0.0.1:{port}/app"
+    config = from_dict(
+        {
+            **tomllib.loads(MINIMAL),
+            "consumer": {"workers": 7},
+            "dedupe": {"backend": "postgres", "url": url, "schema": "events", "claim_ttl": 9},
+        },
+        "<test>",
+        {},
+    )
+    store = build_store(config)  # nothing listens there: it connects in the background
+    try:
+        assert isinstance(store, PostgresStore)
+        assert (store.schema, store.claim_ttl) == ("events", 9.0)
+        assert store.where == f"postgresql://vod@127.0.0.1:{port}/app"
+        assert store._pool.max_size == 7 + 4  # a connection per worker, and spares
+        assert PG_PASSWORD not in repr(store)
+    finally:
+        store.close()
+    broken = dataclasses.replace(
+        config, dedupe=dataclasses.replace(config.dedupe, url=f"vod:{PG_PASSWORD}@db host=")
+    )
+    with pytest.raises(ConfigError) as raised:
+        build_store(broken)
+    assert str(raised.value) == (
+        "<test>, key 'dedupe.url': not a PostgreSQL URL or conninfo string "
+        "(e.g. postgresql://user@host/db)"
+    )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

@@ -447,3 +447,90 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+# ------------------------------------------------------------------ the postgres store
+
+PG_PASSWORD = "pg-password-PLANTED"
+
+
+def postgres_extra(url: str, schema: str) -> str:
+    return f'[dedupe]\nbackend = "postgres"\nurl = "{url}"\nschema = "{schema}"\n'
+
+
+def with_password(url: str) -> str:
+    """`url` as a conninfo string with a password (the test servers trust any)."""
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(url, password=PG_PASSWORD)
+
+
+def test_a_postgres_store_with_its_tables_is_ok(
+    server: LocalMNSServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    postgres_url: str,
+    postgres_schema: str,
+) -> None:
+    from vod_events.postgres_store import describe_url, migrate
+
+    migrate(postgres_url, postgres_schema)
+    extra = postgres_extra(with_password(postgres_url), postgres_schema)
+    code, found, out = doctor(capsys, tmp_path, config_text(server.endpoint, tmp_path, extra))
+    assert "PLANTED" not in out
+    assert code == 0
+    assert found["dedupe"] == (
+        "ok",
+        f"PostgreSQL {describe_url(postgres_url)} answers; {postgres_schema}.idempotency and "
+        f"{postgres_schema}.deferrals are there",
+        "",
+    )
+
+
+def test_missing_postgres_tables_the_role_may_create_are_ok_and_not_created(
+    server: LocalMNSServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    postgres_url: str,
+    postgres_schema: str,
+) -> None:
+    import psycopg
+
+    from vod_events.postgres_store import describe_url
+
+    extra = postgres_extra(with_password(postgres_url), postgres_schema)
+    code, found, _ = doctor(capsys, tmp_path, config_text(server.endpoint, tmp_path, extra))
+    assert code == 0
+    assert found["dedupe"] == (
+        "ok",
+        f"PostgreSQL {describe_url(postgres_url)} answers; {postgres_schema}.idempotency and "
+        f"{postgres_schema}.deferrals are missing, and the daemon creates them on first use "
+        "(this role may)",
+        "",
+    )
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        schemas = conn.execute(
+            "SELECT 1 FROM pg_namespace WHERE nspname = %s", (postgres_schema,)
+        ).fetchall()
+    assert schemas == []  # the doctor only looks
+
+
+def test_unreachable_postgres_is_an_error_without_its_password(
+    server: LocalMNSServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = _free_port()
+    url = f"postgresql://vod:{PG_PASSWORD}@127.0.0.1:{port}/app"
+    extra = postgres_extra(url, "vod_events")
+    started = time.monotonic()
+    code, found, out = doctor(capsys, tmp_path, config_text(server.endpoint, tmp_path, extra))
+    assert time.monotonic() - started < 20
+    assert code == 1
+    status, detail, fix = found["dedupe"]
+    assert status == "error"
+    assert detail.startswith(
+        f"checking the database: PostgreSQL at postgresql://vod@127.0.0.1:{port}/app is "
+        "unreachable: "
+    )
+    assert "Connection refused" in detail
+    assert fix.startswith("check [dedupe] url (postgresql://user:password@host:5432/dbname")
+    assert "PLANTED" not in out

@@ -187,6 +187,34 @@ def test_committing_inside_the_block_is_refused(
     store.release("k")
 
 
+def test_a_rollback_raised_in_the_block_is_not_a_completion(
+    make: StoreMaker, postgres_url: str, postgres_schema: str
+) -> None:
+    """psycopg's transaction swallows `psycopg.Rollback` once it has rolled back: without a
+    check, the block would seem to have completed."""
+    effects = effects_table(postgres_url, postgres_schema)
+    store = make()
+    assert store.claim("k").state is ClaimState.CLAIMED
+    with pytest.raises(PostgresStoreError, match=r"psycopg\.Rollback"), store.transaction("k") as c:
+        c.execute(f"INSERT INTO {effects} VALUES ('k')")  # noqa: S608
+        raise psycopg.Rollback()
+    assert count(postgres_url, effects) == 0
+    assert state_of(postgres_url, postgres_schema, "k") == "in_progress"
+    assert not store.wait_for("k", timeout=0)  # still held: the caller releases it
+    store.release("k")
+
+
+def test_privileges_as_the_doctor_sees_them(
+    make: StoreMaker, postgres_url: str, postgres_schema: str
+) -> None:
+    store = make(create=False)
+    assert store.may_create_tables()  # the test role may create (the schema is missing)
+    migrate(postgres_url, postgres_schema)
+    store.ping()
+    assert store.may_create_tables()  # in the schema, now
+    assert store.missing_privileges() == []
+
+
 # A child process that claims `key`, then inserts a row and records the completion in one
 # transaction; `pause` makes it stop (until killed) after the insert or after the completion
 # was written, both before COMMIT.

@@ -42,6 +42,7 @@ from vod_events.dedupe import (
 
 DEFAULT_SCHEMA = "vod_events"
 TABLES = ("idempotency", "deferrals")
+TABLE_PRIVILEGES = ["SELECT", "INSERT", "UPDATE", "DELETE"]  # what the store does to its tables
 CLEANUP_BATCH = 1000  # rows per DELETE: each one a short transaction, never one huge delete
 CLEANUP_MAX_BATCHES = 100  # per round; the rest waits for the next round
 CLEANUP_INTERVAL = 60.0  # seconds between rounds of the background cleanup
@@ -697,6 +698,29 @@ class PostgresStore:
                 (self.schema,),
             ).fetchone()
         return bool(row and row[0])
+
+    def missing_privileges(self, timeout: float | None = None) -> list[str]:
+        """What this store's role lacks to use its tables (for `doctor`): "USAGE on schema
+        s", "SELECT, INSERT on s.t", ...; [] when it has everything (or the tables are
+        missing: see `ping`). Raises PostgresStoreError."""
+        with self._errors("checking privileges"), self._pooled(timeout) as conn:
+            rows = conn.execute(
+                "SELECT NULL, 'USAGE', 0::bigint FROM pg_namespace WHERE nspname = %(schema)s"
+                " AND NOT has_schema_privilege(oid, 'USAGE')"
+                " UNION ALL"
+                " SELECT c.relname, p.privilege, p.i FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " CROSS JOIN unnest(%(privileges)s::text[]) WITH ORDINALITY AS p (privilege, i)"
+                " WHERE n.nspname = %(schema)s AND c.relname = ANY(%(tables)s)"
+                " AND NOT has_table_privilege(c.oid, p.privilege)"
+                " ORDER BY 1 NULLS FIRST, 3",
+                {"schema": self.schema, "tables": list(TABLES), "privileges": TABLE_PRIVILEGES},
+            ).fetchall()
+        lacking: dict[str, list[str]] = {}
+        for table, privilege, _ in rows:
+            what = f"schema {self.schema}" if table is None else f"{self.schema}.{table}"
+            lacking.setdefault(what, []).append(str(privilege))
+        return [f"{', '.join(privileges)} on {what}" for what, privileges in lacking.items()]
 
     def cleanup(self, *, batch: int | None = None, max_batches: int | None = None) -> int:
         """Delete expired rows (completions, lapsed claims, deferral counts): at most `batch`

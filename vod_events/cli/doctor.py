@@ -12,8 +12,10 @@ Secrets never appear in the output: each is masked wherever it might (an error t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import enum
 import http.client
+import logging
 import os
 import socket
 import sqlite3
@@ -473,11 +475,25 @@ def _redis(url: str) -> Finding:
 
 
 def _postgres(config: Config) -> Finding:
-    """Connect as the daemon would, and look for the store's tables; create nothing."""
+    """Connect as the daemon would, and look for the store's tables and the role's
+    privileges on them; create nothing."""
     try:
         require_postgres_driver(config)
     except ConfigError as exc:
         return error("dedupe", str(exc).partition(": ")[2] or str(exc), POSTGRES_EXTRA)
+    # The pool logs each failed connection attempt: this command reports them as a finding.
+    pool_log = logging.getLogger("psycopg.pool")
+    level = pool_log.level
+    pool_log.setLevel(logging.CRITICAL)
+    try:
+        finding = _postgres_store_finding(config)
+    finally:
+        pool_log.setLevel(level)
+    # libpq's messages run over several lines: one line per finding.
+    return dataclasses.replace(finding, detail=" ".join(finding.detail.split()))
+
+
+def _postgres_store_finding(config: Config) -> Finding:
     from vod_events.postgres_store import PostgresStore, PostgresStoreError, SchemaMissingError
 
     d = config.dedupe
@@ -517,8 +533,17 @@ def _postgres(config: Config) -> Finding:
                 f"PostgreSQL {store.where} answers, but {tables} are missing and this role "
                 f"may not create them (no CREATE on the schema {d.schema}, or on the database "
                 "when that schema is missing)",
-                "run `vod-events dedupe migrate --config FILE` with a [dedupe] url of a role "
-                "that may create them (once), or grant CREATE to this one",
+                "run `vod-events dedupe migrate --config FILE` once, with a [dedupe] url of a "
+                "role that may create them (then grant this role its privileges on them), "
+                "or grant this role CREATE",
+            )
+        if lacking := store.missing_privileges(NETWORK_TIMEOUT):
+            return error(
+                "dedupe",
+                f"PostgreSQL {store.where} answers and {tables} are there, but this role "
+                f"lacks {'; '.join(lacking)}",
+                f"as their owner: GRANT USAGE ON SCHEMA {d.schema} TO <role>; GRANT SELECT, "
+                f"INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {d.schema} TO <role>",
             )
     except PostgresStoreError as exc:  # names the database, never the password
         return error("dedupe", str(exc), fix_connection)
