@@ -1,8 +1,9 @@
 """A short run of the chaos suite (bench/chaos.py) in `make test`: real daemon processes at
 the default settings, SIGKILLed at random moments and while slow handlers run, against a
-local MNS server injecting faults. Nothing may be lost, no handler may run twice, a crash is
-recovered within the queue's visibility timeout + 10 s and a concurrent duplicate within
-10 s of its first copy completing.
+local MNS server injecting faults. Nothing may be lost; no handler may run twice, unless its
+first run's process was killed between the handler's return and the store recording it; a
+crash is recovered within the queue's visibility timeout + 10 s and a concurrent duplicate
+within 10 s of its first copy completing.
 
 The queue's VisibilityTimeout is 5 s here (30 s in `make chaos`), so that slow handlers -
 longer than it - keep the run short; the daemons use whatever the queue has, as by default.
@@ -40,7 +41,10 @@ def check(report: ChaosReport) -> None:
     print(asdict(report))
     assert report.lost == 0
     assert report.handled_at_least_once == report.enqueued_events
-    assert report.duplicate_handler_runs == 0
+    # A second run of one event's handler is allowed only where the first one's process was
+    # SIGKILLed in the milliseconds between the handler's return and the store recording it
+    # (at least once, by design); any other would be the engine's fault.
+    assert report.duplicate_handler_runs == report.duplicate_runs_in_kill_window
     assert report.dead_lettered_poison == report.enqueued_poison
     assert report.poison_without_reason == 0
     assert report.dead_lettered_events == 0
