@@ -148,6 +148,38 @@ def test_a_claim_taken_over_by_another_replica_rolls_the_transaction_back(
     assert a.claim("k").state is ClaimState.COMPLETED
 
 
+def test_a_replica_taking_the_key_during_the_commit_waits_and_finds_it_completed(
+    make: StoreMaker, postgres_url: str, postgres_schema: str
+) -> None:
+    """The completing UPDATE locks the key's row until COMMIT: a replica's claim of the
+    (lapsed) key waits for it, then sees the completion instead of taking the key."""
+    effects = effects_table(postgres_url, postgres_schema)
+    clock = ManualClock()
+    replica = make(claim_ttl=1.0, clock=clock)
+    answers: list[ClaimState] = []
+
+    class Paused(PostgresStore):
+        def _complete_locked(self, conn: Any, key: str, token: str) -> None:
+            super()._complete_locked(conn, key, token)
+            clock.advance(5)  # lapsed by now, were it not completed
+            taker = threading.Thread(target=lambda: answers.append(replica.claim(key).state))
+            taker.start()
+            taker.join(0.5)
+            assert taker.is_alive(), "the replica did not wait for the row lock"
+            self.taker = taker
+
+    store = Paused(postgres_url, schema=postgres_schema, claim_ttl=1.0, clock=clock)
+    try:
+        assert store.claim("k").state is ClaimState.CLAIMED
+        with store.transaction("k") as conn:
+            conn.execute(f"INSERT INTO {effects} VALUES ('k')")  # noqa: S608
+        store.taker.join(10)
+    finally:
+        store.close()
+    assert answers == [ClaimState.COMPLETED]
+    assert count(postgres_url, effects) == 1
+
+
 def test_a_lapsed_claim_nobody_took_still_completes(
     make: StoreMaker, postgres_url: str, postgres_schema: str
 ) -> None:

@@ -169,8 +169,8 @@ class _Statements:
     complete: bytes
     release: bytes
     renew: bytes
-    lock: bytes
-    complete_locked: bytes
+    complete_owned: bytes
+    state: bytes
     count_deferral: bytes
     deferrals: bytes
     cleanup: tuple[bytes, ...]
@@ -220,11 +220,15 @@ class _Statements:
                 " FROM unnest(%(keys)s::text[], %(owners)s::text[]) AS held (key, owner)"
                 " WHERE t.key = held.key AND t.owner = held.owner AND t.state = 'in_progress'"
             ),
-            lock=q("SELECT state, owner FROM {t} WHERE key = %(key)s FOR UPDATE"),
-            complete_locked=q(
+            # Inside the caller's transaction: completes the key only if this store still
+            # holds the claim (compare-and-set on the owner), locking the row until COMMIT.
+            # A replica taking the key meanwhile either went first (no row here) or waits for
+            # this transaction and then finds the key completed.
+            complete_owned=q(
                 "UPDATE {t} SET state = 'completed', owner = '', expires = {now} + %(ttl)s"
-                " WHERE key = %(key)s"
+                " WHERE key = %(key)s AND owner = %(owner)s AND state = 'in_progress'"
             ),
+            state=q("SELECT state FROM {t} WHERE key = %(key)s"),
             count_deferral=q(
                 "INSERT INTO {t} AS d (message_id, count, expires)"
                 " VALUES (%(id)s, 1, {now} + %(ttl)s)"
@@ -634,17 +638,17 @@ class PostgresStore:
         """A connection inside a transaction that also records `key` as completed.
 
         Claim `key` first. The block runs its statements on the connection; on normal exit
-        the key's row is locked (`SELECT ... FOR UPDATE`) and, if this store still owns the
-        claim, marked completed in the same transaction, which then commits: the block's
-        effects and the completion are durable together, or (an exception, a crash, a
-        SIGKILL at any instant) neither is. An exception in the block rolls everything back
-        and propagates; so does ClaimLostError when the claim is no longer this store's
-        (the claim lapsed and another replica took it). Either way, `release(key)` the
-        claim afterwards, as after any failed handler. Do not commit inside the block
-        (psycopg refuses); `conn.transaction()` inside it makes a savepoint.
+        the key is marked completed in the same transaction if this store still owns the
+        claim (one compare-and-set UPDATE, which locks the row), and the transaction
+        commits: the block's effects and the completion are durable together, or (an
+        exception, a crash, a SIGKILL at any instant) neither is. An exception in the block
+        rolls everything back and propagates; so does ClaimLostError when the claim is no
+        longer this store's (the claim lapsed and another replica took it). Either way,
+        `release(key)` the claim afterwards, as after any failed handler. Do not commit
+        inside the block (psycopg refuses); `conn.transaction()` inside it makes a savepoint.
 
-        The row is locked only at the end, so the claim's renewals are never kept waiting by
-        a long block. Database errors of the store's own statements raise
+        The row is locked only at the end, so the claim's renewals are never kept waiting
+        by a long block. Database errors of the store's own statements raise
         PostgresStoreError; an error on COMMIT leaves the outcome unknown to this process
         (the key is then completed or still claimed, never half done). A `psycopg.Rollback`
         raised in the block rolls everything back too, and raises PostgresStoreError.
@@ -679,20 +683,20 @@ class PostgresStore:
         self._held.pop(key)
 
     def _complete_locked(self, conn: Connection, key: str, token: str) -> None:
-        """Inside the transaction: the key's row locked, completed if still ours."""
-        row = conn.execute(self._q.lock, {"key": key}).fetchone()
-        if row is None or row[0] != _IN_PROGRESS or row[1] != token:
-            if row is None:
-                now = "its claim lapsed and its row is gone"
-            elif row[0] == _COMPLETED:
-                now = "it was completed by another holder"
-            else:
-                now = "another store holds it now"
-            raise ClaimLostError(
-                f"transaction({key!r}): the claim is no longer this store's ({now}); rolled back"
-            )
-        conn.execute(
-            self._q.complete_locked, {"key": key, "ttl": self.completed_ttl, "now": self._now()}
+        """Inside the transaction: complete the key if the claim is still ours (one
+        statement, which locks the row until COMMIT); else raise ClaimLostError."""
+        args = {"key": key, "owner": token, "ttl": self.completed_ttl, "now": self._now()}
+        if conn.execute(self._q.complete_owned, args).rowcount == 1:
+            return
+        row = conn.execute(self._q.state, {"key": key}).fetchone()  # only to say why
+        if row is None:
+            now = "its claim lapsed and its row is gone"
+        elif row[0] == _COMPLETED:
+            now = "it was completed by another holder"
+        else:
+            now = "another store holds it now"
+        raise ClaimLostError(
+            f"transaction({key!r}): the claim is no longer this store's ({now}); rolled back"
         )
 
     # ------------------------------------------------------------- health, cleanup
