@@ -19,9 +19,9 @@ Threads and what they own:
 - Extenders (`extenders`, the heartbeat) extend the visibility of running AND waiting
   messages (rule 2), each when half of its current visibility is left. They share one
   schedule (the records' `due` times), each on its own connection: a call that hangs until
-  its timeout holds up one message, not the others.
+  its timeout holds up one message, not the others (rule 14).
 - The renewer renews the idempotency store's claims on the store's own schedule: a lease is
-  a few seconds, whatever the queue's visibility timeout.
+  a few seconds, whatever the queue's visibility timeout (rule 13).
 
 Every in-flight message has one `InFlight` record holding its latest receipt handle, and
 every call that uses or replaces that handle (extend, delete, hand back) is made under the
@@ -32,7 +32,7 @@ put it back into the delete queue. Once deleted, handed back or given up, a reco
 
 Each thread that talks to the queue has its own transport: the SDK connection is not
 thread-safe. Every call to the queue or the idempotency store goes through `CallWatch`, so
-liveness (service/health.py) can tell a busy thread from one stuck in a call.
+liveness (service/health.py) can tell a busy thread from one stuck in a call (rule 14).
 
 Shutdown (rule 4): stop polling at once (interrupting the long poll), hand unstarted
 messages back with a short visibility, let running handlers finish within
@@ -870,7 +870,7 @@ class Consumer:
             self.stats.incr("extended")
 
     def _renew_loop(self) -> None:
-        """Renew the idempotency claims on the store's schedule (rule 9)."""
+        """Renew the idempotency claims on the store's schedule (rules 9 and 13)."""
         store = self.processor.store
         interval = renew_interval(store)
         while not self._finished.wait(timeout=interval):

@@ -1,7 +1,7 @@
 """Liveness and readiness of a running `Consumer`: one verdict for every watcher.
 
 The ops endpoint's `/healthz` and `/readyz` and the systemd watchdog all ask this module, so
-"healthy" means the same thing everywhere.
+"healthy" means the same thing everywhere (docs/design.md rules 10 and 14).
 
 - Live: no thread died, every thread is running (until shutdown, when threads end on
   purpose), no thread is stuck in a call, the heartbeat and the deleters keep moving, and a

@@ -5,7 +5,7 @@ objects, its not-thread-safe connection, its Base64 default (turned off: VOD wri
 JSON, and the decoder detects Base64 itself), and its sockets, which have no timeout over
 https (`HTTPSConnection(host)`: the default, blocking forever) and 60 s over http. Every call
 here sets its own (`Timeouts`) on the connection before it starts: a peer that accepts and
-never answers costs a call its timeout, then it fails as `Unreachable`.
+never answers costs a call its timeout, then it fails as `Unreachable` (docs/design.md rule 14).
 """
 
 from __future__ import annotations
