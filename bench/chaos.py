@@ -571,9 +571,12 @@ def run_chaos(
                 daemons[slot] = start_daemon(config_path, calls.path, logs, env)
             last_kill = kill_log[-1].at if kill_log else time.time()
             # Concurrent duplicates with no kill to come: their timing is the engine's alone.
+            # Half a second apart, so that one receive whose answer is lost to a dropped
+            # connection (an injected fault) cannot take them all.
             for text in late:
                 job = json.loads(text)["JobId"]
                 sent += send(sdk_queue, [Outgoing(text, 0, job), Outgoing(b64(text), 1, job)])
+                time.sleep(0.5)
             jobs = {s.job for s in sent if s.job}
             empty_at: float | None = None
             deadline = time.monotonic() + drain_timeout

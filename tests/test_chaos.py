@@ -30,7 +30,7 @@ def short_run(work: Path, **extra: Any) -> ChaosReport:
         fault_rate=0.1,
         visibility_timeout=5,
         slow_events=2,
-        final_duplicates=4,
+        final_duplicates=6,
         drain_timeout=120.0,
         work=work,
         **extra,
