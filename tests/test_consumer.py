@@ -405,3 +405,39 @@ def test_router_cache_stays_bounded_under_junk_event_types() -> None:
     assert router.routes_for(decode(event_body("ok")))[0].event_types == frozenset(
         {"AIVideoTagComplete"}
     )
+
+
+def test_queue_attributes_unreadable_at_start_are_read_after_the_first_receive(
+    harness: Make,
+) -> None:
+    h = harness(visibility_timeout=7)
+    h.router.add(lambda event, ctx: None)
+    h.broker.fail_next("queue_info", TransportError("connection reset"))
+    h.put(event_body("job-1"))
+    h.start()
+    wait_for(lambda: h.stats.get("deleted") == 1, timeout=15)
+    assert h.consumer.queue_info is not None  # not the 30 s guess for the daemon's life
+    assert h.consumer.queue_info.visibility_timeout == 7
+    assert h.stop() == EXIT_OK
+
+
+def test_a_refused_hand_back_is_tried_again_at_once(harness: Make) -> None:
+    h = harness(redelivery=RedeliveryBackoff(initial=1, maximum=1))
+    calls: list[int] = []
+
+    @h.router.on()
+    def fails_once(event: VodEvent, ctx: HandlerContext) -> None:
+        calls.append(ctx.dequeue_count)
+        if ctx.dequeue_count == 1:
+            raise RuntimeError("try later")
+
+    h.broker.fail_next("change_visibility", TransportError("connection reset"))
+    h.put(event_body("job-1"))
+    h.start()
+    started = time.monotonic()
+    wait_for(lambda: h.stats.get("deleted") == 1, timeout=25)
+    # Handed back for 1 s on the second try; left alone it would come back only when the
+    # queue's 30 s visibility lapsed.
+    assert time.monotonic() - started < 15
+    assert calls == [1, 1, 1, 2]  # three tries in process, then the redelivery
+    assert h.stop() == EXIT_OK

@@ -525,7 +525,7 @@ def test_a_failed_queue_lookup_at_start_does_not_delay_the_first_extension(
     broker = MemoryBroker()
     broker.create_queue(QUEUE, visibility_timeout=2)
     broker.put(QUEUE, event_body("job-1"))
-    broker.fail_next("queue_info", TransportError("network error: no answer within 10 s"))
+    broker.fail_next("queue_info", TransportError("network error: no answer within 10 s"), 10)
     run = consume(memory_connect(broker), sleep=5)
     wait_for(lambda: run.count("deleted") == 1, timeout=30, what="the delete")
     assert run.consumer.queue_info is None  # it never learnt the queue's timeout

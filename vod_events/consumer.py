@@ -76,6 +76,8 @@ MAX_BATCH = 16  # MNS's limit for batch receive and batch delete
 POLL_PATIENCE_SECONDS = 0.05
 # MNS's default VisibilityTimeout: what an extension buys while the queue's is unknown.
 DEFAULT_VISIBILITY_SECONDS = 30
+QUEUE_INFO_RETRY_SECONDS = 30.0  # how often a failed attribute read is tried again
+HAND_BACK_ATTEMPTS = 3  # tries of a hand-back's change_visibility before leaving it
 # A failed extension is tried again this soon (a new connection; the deadline is still ahead).
 EXTEND_RETRY_SECONDS = 0.5
 # A record whose handle another thread is using is looked at again this soon.
@@ -352,6 +354,7 @@ class Consumer:
         self.on_ready = on_ready  # called once, after the first successful poll
         self.stopping = processor.stopping  # set: stop polling, wind down
         self.queue_info: QueueInfo | None = None
+        self._queue_info_retry_at = 0.0  # when a poller may read missing attributes again
         self.last_poll = time.monotonic()  # liveness: when a poller last completed a receive
         self.queue_error: Failing | None = None  # readiness: receives failing, since when, why
         self.calls = CallWatch()  # liveness: the queue and store calls in progress
@@ -568,6 +571,21 @@ class Consumer:
             self._local.transport = None
         return self._transport()
 
+    def _read_queue_info(self, transport: Transport) -> None:
+        """Read the queue's attributes that the start could not (at most every
+        QUEUE_INFO_RETRY_SECONDS): until then extensions fall back to a guessed timeout."""
+        now = time.monotonic()
+        if now < self._queue_info_retry_at:
+            return
+        self._queue_info_retry_at = now + QUEUE_INFO_RETRY_SECONDS
+        try:
+            with self.calls.watch("queue attributes"):
+                self.queue_info = transport.queue_info()
+        except TransportError as exc:
+            log.warning("the queue's attributes are still unavailable", error=str(exc))
+            return
+        log.info("queue attributes read", visibility_timeout=self.queue_info.visibility_timeout)
+
     def _extension_seconds(self) -> int:
         """What each extension asks for: the configured value, else the queue's."""
         if self.settings.visibility_timeout is not None:
@@ -671,6 +689,8 @@ class Consumer:
                     self._poller_transports.append(transport)
                 continue
             self.last_poll = time.monotonic()
+            if self.queue_info is None:
+                self._read_queue_info(transport)
             if self.queue_error is not None:
                 log.info("receiving again", queue=self.queue_name, endpoint=transport.endpoint)
                 self.queue_error = None
@@ -726,13 +746,22 @@ class Consumer:
     def _hand_back(self, entry: InFlight, seconds: int, what: str) -> None:
         """Make the message visible again in `seconds`, and let it go."""
         with entry.lock:
-            try:
-                self._set_visibility(entry, seconds, what)
-            except MessageGone:
-                pass  # its visibility lapsed: it is back in the queue already
-            except TransportError as exc:
-                # It returns when its current visibility lapses: later, but not lost.
-                log.warning(f"{what} failed", message_id=entry.message.message_id, error=str(exc))
+            for attempt in range(1, HAND_BACK_ATTEMPTS + 1):
+                try:
+                    self._set_visibility(entry, seconds, what)
+                    break
+                except MessageGone:
+                    break  # its visibility lapsed: it is back in the queue already
+                except TransportError as exc:
+                    if attempt == HAND_BACK_ATTEMPTS or self.stopping.is_set():
+                        # It returns when its current visibility lapses: later, not lost.
+                        log.warning(
+                            f"{what} failed", message_id=entry.message.message_id, error=str(exc)
+                        )
+                        break
+                    # A deferral handed back after the full visibility timeout instead
+                    # of seconds would delay the duplicate's resolution: try again soon.
+                    time.sleep(0.2 * attempt)
             entry.retire()  # before the lock goes: the heartbeat must not extend it again
         self._untrack(entry)
 
