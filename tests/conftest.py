@@ -6,6 +6,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import (
@@ -123,3 +124,22 @@ def postgres_schema(postgres_url: str) -> Iterator[str]:
     schema = unique_postgres_schema()
     yield schema
     drop_postgres_schema(postgres_url, schema)
+
+
+@pytest.fixture
+def postgres_stores(postgres_url: str, postgres_schema: str) -> Iterator[Callable[..., Any]]:
+    """Makes PostgresStores on this test's schema (keyword arguments as PostgresStore's, `url`
+    included; no background cleanup unless asked), all closed afterwards."""
+    from vod_events.postgres_store import PostgresStore
+
+    made: list[PostgresStore] = []
+
+    def make(**kwargs: Any) -> PostgresStore:
+        kwargs.setdefault("schema", postgres_schema)
+        kwargs.setdefault("cleanup_interval", None)
+        made.append(PostgresStore(kwargs.pop("url", postgres_url), **kwargs))
+        return made[-1]
+
+    yield make
+    for store in made:
+        store.close()

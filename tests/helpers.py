@@ -391,3 +391,10 @@ def drop_postgres_schema(url: str, schema: str) -> None:
     with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
         conn.execute("SET lock_timeout = '10s'")
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def pg_query(url: str, statement: str, *args: object) -> list[tuple[Any, ...]]:
+    """Rows of one statement, on a connection of its own (what another client sees)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        cursor = conn.execute(statement, args or None)
+        return cursor.fetchall() if cursor.description else []

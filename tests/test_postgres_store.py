@@ -15,12 +15,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
 from helpers import ManualClock, ThrowawayPostgres, embedded_postgres_bin
+from helpers import pg_query as query
 from psycopg import sql
 
 from vod_events.dedupe import ClaimState, StoreError
@@ -37,26 +38,8 @@ StoreMaker = Callable[..., PostgresStore]
 
 
 @pytest.fixture
-def make(postgres_url: str, postgres_schema: str) -> Iterator[StoreMaker]:
-    """Stores on this test's schema (keyword arguments as PostgresStore's), closed afterwards."""
-    made: list[PostgresStore] = []
-
-    def factory(**kwargs: Any) -> PostgresStore:
-        kwargs.setdefault("schema", postgres_schema)
-        kwargs.setdefault("cleanup_interval", None)
-        made.append(PostgresStore(kwargs.pop("url", postgres_url), **kwargs))
-        return made[-1]
-
-    yield factory
-    for store in made:
-        store.close()
-
-
-def query(url: str, statement: str, *args: object) -> list[tuple[Any, ...]]:
-    """Rows of one statement, on a connection of its own (what another client sees)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        cursor = conn.execute(statement, args or None)
-        return cursor.fetchall() if cursor.description else []
+def make(postgres_stores: Callable[..., PostgresStore]) -> Callable[..., PostgresStore]:
+    return postgres_stores
 
 
 def effects_table(url: str, schema: str) -> str:

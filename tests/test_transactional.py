@@ -16,13 +16,14 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from helpers import ManualClock, ThrowawayPostgres, embedded_postgres_bin, event_body, wait_for
+from helpers import pg_query as query
 from psycopg import sql
 from service_process import Daemon
 from transactional_app import table_ddl
@@ -63,24 +64,8 @@ def tags_table(postgres_url: str, postgres_schema: str) -> str:
 
 
 @pytest.fixture
-def stores(postgres_url: str, postgres_schema: str) -> Iterator[Callable[..., PostgresStore]]:
-    made: list[PostgresStore] = []
-
-    def make(**kwargs: Any) -> PostgresStore:
-        kwargs.setdefault("schema", postgres_schema)
-        kwargs.setdefault("cleanup_interval", None)
-        made.append(PostgresStore(kwargs.pop("url", postgres_url), **kwargs))
-        return made[-1]
-
-    yield make
-    for store in made:
-        store.close()
-
-
-def query(url: str, statement: str, *args: object) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        cursor = conn.execute(statement, args or None)
-        return cursor.fetchall() if cursor.description else []
+def stores(postgres_stores: Callable[..., PostgresStore]) -> Callable[..., PostgresStore]:
+    return postgres_stores
 
 
 def rows(url: str, table: str) -> list[tuple[str, str]]:
