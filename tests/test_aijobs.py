@@ -10,10 +10,9 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
-from fake_vod import FakeVod, Reply, serve
+from fake_vod import FakeVod, Reply
 
 from vod_events import cli
 from vod_events.aijobs import (
@@ -29,12 +28,6 @@ KEY_ID = "LTAI-test-key-id"
 KEY_SECRET = "test-secret-do-not-print"
 # The library takes a value; the commands resolve one (vod_events.config.credentials).
 CREDENTIALS = Credentials(KEY_ID, KEY_SECRET)
-
-
-@pytest.fixture
-def vod() -> Iterator[FakeVod]:
-    with serve() as fake:
-        yield fake
 
 
 @pytest.fixture

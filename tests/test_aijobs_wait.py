@@ -7,11 +7,11 @@ The commands' `--wait` (exit codes, terminal output) are in tests/test_aijobs_wa
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-from fake_vod import NEVER, AIJobBook, FakeVod, Fault, serve, throttling
+from fake_vod import NEVER, AIJobBook, FakeVod, Fault, throttling
 
 from vod_events.aijobs import (
     AIJobInputError,
@@ -50,17 +50,6 @@ class FakeTime:
         assert seconds > 0
         self.sleeps.append(round(seconds, 6))
         self.now += seconds
-
-
-@pytest.fixture
-def vod() -> Iterator[FakeVod]:
-    with serve() as fake:
-        yield fake
-
-
-@pytest.fixture
-def book(vod: FakeVod) -> AIJobBook:
-    return AIJobBook().install(vod)
 
 
 @pytest.fixture

@@ -18,12 +18,12 @@ import subprocess
 import sys
 import termios
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from fake_vod import NEVER, SAMPLE_DATA, AIJobBook, FakeVod, Fault, serve, throttling
+from fake_vod import NEVER, SAMPLE_DATA, AIJobBook, FakeVod, Fault, throttling
 
 from vod_events.decoder import decode
 from vod_events.serialize import event_to_dict
@@ -31,17 +31,6 @@ from vod_events.serialize import event_to_dict
 KEY_ID = "LTAI-test-key-id"
 KEY_SECRET = "test-secret-do-not-print"
 FAST = ("--poll-interval", "0.1")  # the pacing floor (0.5 s between calls) still applies
-
-
-@pytest.fixture
-def vod() -> Iterator[FakeVod]:
-    with serve() as fake:
-        yield fake
-
-
-@pytest.fixture
-def book(vod: FakeVod) -> AIJobBook:
-    return AIJobBook().install(vod)
 
 
 def environment(**extra: str) -> dict[str, str]:

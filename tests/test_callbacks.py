@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from callback_client import CALLBACK_URL, KEY, Receiver, Reply, callback_config, signed_headers
-from helpers import Harness, event_body, wait_for
+from helpers import Harness, event_body, free_port, wait_for
 from service_process import Daemon
 
 from vod_events.errors import ConfigError
@@ -342,13 +342,6 @@ def test_the_daemon_serves_callbacks_with_the_consumers_handlers(
     assert h.stats.get("handled") == 1  # one set of counters for both paths
     with serving(callback_config(tmp_path, listen=""), h.consumer) as nothing:
         assert nothing is None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def test_serve_callbacks_command_handles_then_stops_on_sigterm(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from callback_client import (
     callback_config,
     signed_headers,
 )
-from helpers import QUEUE, event_body, wait_for
+from helpers import QUEUE, event_body, free_port, wait_for
 
 from vod_events.events import AIVideoTagComplete
 from vod_events.router import HandlerContext, Router
@@ -230,13 +230,6 @@ def test_inside_the_daemon_the_consumer_renews_the_callbacks_claims(tmp_path: Pa
 
 
 # --- serve-callbacks renews its own claims ----------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def post(port: int, body: str, timeout: float) -> Reply:

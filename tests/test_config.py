@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import event_body, wait_for
+from helpers import event_body, free_port, wait_for
 from http_app import App, serve
 from service_process import Daemon
 
@@ -821,7 +821,7 @@ def test_transactional_is_for_call_handlers_and_one_way_per_handler(tmp_path: Pa
 def test_build_store_builds_the_postgres_store_without_connecting(tmp_path: Path) -> None:
     from vod_events.postgres_store import PostgresStore
 
-    port = _free_port()
+    port = free_port()
     url = f"postgresql://vod:{PG_PASSWORD}@127.0.0.1:{port}/app"
     config = from_dict(
         {
@@ -850,12 +850,3 @@ def test_build_store_builds_the_postgres_store_without_connecting(tmp_path: Path
         "<test>, key 'dedupe.url': not a PostgreSQL URL or conninfo string "
         "(e.g. postgresql://user@host/db)"
     )
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from helpers import QUEUE as MEMORY_QUEUE
-from helpers import Harness, event_body, wait_for
+from helpers import Harness, event_body, free_port, wait_for
 from netfaults import SeenRequest, StallingProxy, server_context, tls_files
 from service_process import Daemon
 
@@ -453,17 +453,10 @@ def test_a_queue_that_stops_answering_is_not_ready_and_says_why(
     assert run.stop() == EXIT_OK
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def test_an_unreachable_endpoint_at_start_is_logged_backed_off_and_explained(
     tmp_path: Path,
 ) -> None:
-    endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     config = tmp_path / "vod-events.toml"
     config.write_text(
         f'[mns]\nendpoint = "{endpoint}"\nqueue = "events"\n'

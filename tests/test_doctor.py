@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import sqlite3
 import threading
 import time
@@ -15,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 from vod_events import cli
 from vod_events.cli.doctor import Status, check_clock, redact_url
@@ -112,7 +112,7 @@ def test_small_message_size_and_short_visibility_are_warnings(
     server: LocalMNSServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     server.create_queue(QUEUE, visibility_timeout=10, maximum_message_size=8192)
-    app = f"http://127.0.0.1:{_free_port()}/x"  # nothing listens there
+    app = f"http://127.0.0.1:{free_port()}/x"  # nothing listens there
     extra = f'[[handlers]]\ntype = "http"\nurl = "{app}"\ntimeout = 5.0\n'
     code, found, _ = doctor(capsys, tmp_path, config_text(server.endpoint, tmp_path, extra))
     assert code == 0  # warnings only
@@ -203,7 +203,7 @@ def test_missing_queue(
 
 
 def test_unreachable_endpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    endpoint = f"http://127.0.0.1:{_free_port()}"
+    endpoint = f"http://127.0.0.1:{free_port()}"
     code, found, _ = doctor(capsys, tmp_path, config_text(endpoint, tmp_path))
     assert code == 1
     status, detail, fix = found["endpoint"]
@@ -344,7 +344,7 @@ def test_a_handler_module_that_fails_as_it_is_imported_is_reported(
 def test_unreachable_redis_is_an_error_without_its_password(
     server: LocalMNSServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    port = _free_port()
+    port = free_port()
     url = f"redis://:redis-password-PLANTED@127.0.0.1:{port}/0"
     extra = f'[dedupe]\nbackend = "redis"\nurl = "{url}"\n'
     code, found, out = doctor(capsys, tmp_path, config_text(server.endpoint, tmp_path, extra))
@@ -443,12 +443,6 @@ def test_redact_url() -> None:
     assert redact_url("redis://host:6379/0") == "redis://host:6379/0"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 # ------------------------------------------------------------------ the postgres store
 
 PG_PASSWORD = "pg-password-PLANTED"
@@ -518,7 +512,7 @@ def test_missing_postgres_tables_the_role_may_create_are_ok_and_not_created(
 def test_unreachable_postgres_is_an_error_without_its_password(
     server: LocalMNSServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    port = _free_port()
+    port = free_port()
     url = f"postgresql://vod:{PG_PASSWORD}@127.0.0.1:{port}/app"
     extra = postgres_extra(url, "vod_events")
     started = time.monotonic()
