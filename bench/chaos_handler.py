@@ -14,6 +14,14 @@ How long the "work" takes depends on the job id (`chaos-<kind>-<i>-<run>`, see c
 heartbeat keeps their messages from being handed to someone else), `dup` jobs, sent twice,
 take CHAOS_DUP_SECONDS (so that the second copy arrives while the first runs), and the others
 a random time averaging CHAOS_HANDLER_MS milliseconds.
+
+`record_tx` is the same handler run as a transactional one (`transactional = true`, the
+postgres store): it also inserts one row per call, through `ctx.db`, into
+`<CHAOS_SCHEMA>.chaos_effects` - a table with no unique constraint - before its "work", so
+a SIGKILL during the work finds an uncommitted row. The row commits together with the
+store's record of the handler's completion, or not at all: an `end` line whose call was
+then SIGKILLed before the commit has no row, and the next run of that event is not a
+second effect. The rows, not the `end` lines, are what this handler did.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ import os
 import random
 import time
 from typing import Any
+
+from psycopg import sql
 
 _FD: int | None = None
 
@@ -42,9 +52,35 @@ def work_seconds(job: str) -> float:
     return random.uniform(0.0, 2 * float(os.environ.get("CHAOS_HANDLER_MS", "20")) / 1000)
 
 
-def record(event: Any, ctx: Any) -> None:
+def effects_table(schema: str) -> sql.Composed:
+    """The statement creating the table `record_tx` writes to: no unique constraint, no
+    key, so nothing in the table itself stops a second row for one job."""
+    return sql.SQL(
+        "CREATE TABLE {} (job text NOT NULL, message_id text NOT NULL, pid int NOT NULL,"
+        " at timestamptz NOT NULL)"
+    ).format(sql.Identifier(schema, "chaos_effects"))
+
+
+_INSERT = "INSERT INTO {} (job, message_id, pid, at) VALUES (%s, %s, %s, clock_timestamp())"
+
+
+def _run(event: Any, ctx: Any, effect: bool) -> None:
     job = str(event.job_id)
     where = f"{job}\t{ctx.message_id}\t{ctx.dequeue_count}\t{os.getpid()}"
     _write(f"start\t{where}\t{time.time():.3f}\n")
+    if effect:
+        table = sql.Identifier(os.environ["CHAOS_SCHEMA"], "chaos_effects")
+        ctx.db.execute(sql.SQL(_INSERT).format(table), (job, ctx.message_id, os.getpid()))
     time.sleep(work_seconds(job))
     _write(f"end\t{where}\t{time.time():.3f}\n")
+
+
+def record(event: Any, ctx: Any) -> None:
+    _run(event, ctx, effect=False)
+
+
+def record_tx(event: Any, ctx: Any) -> None:
+    """The transactional handler: one row per call in chaos_effects, through ctx.db."""
+    if ctx.db is None:
+        raise RuntimeError("record_tx needs `transactional = true` (and the postgres store)")
+    _run(event, ctx, effect=True)
