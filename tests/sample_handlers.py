@@ -25,3 +25,12 @@ def record(event: Any, ctx: Any) -> None:
     _record(phase="start", job_id=event.job_id, message_id=ctx.message_id, pid=os.getpid())
     time.sleep(float(os.environ.get("VOD_TEST_SLEEP", "0")))
     _record(phase="end", job_id=event.job_id, message_id=ctx.message_id, pid=os.getpid())
+
+
+async def record_async(event: Any, ctx: Any) -> None:
+    """`record`, as an async handler: awaits VOD_TEST_SLEEP seconds."""
+    import asyncio
+
+    _record(phase="start", job_id=event.job_id, message_id=ctx.message_id, pid=os.getpid())
+    await asyncio.sleep(float(os.environ.get("VOD_TEST_SLEEP", "0")))
+    _record(phase="end", job_id=event.job_id, message_id=ctx.message_id, pid=os.getpid())

@@ -14,7 +14,11 @@ Threads and what they own:
   free up (a quarter of the capacity, at most 16, or any 50 ms after the first) — never
   waiting for a whole batch (docs/design.md rule 1).
 - Workers (`workers`) run the `Processor` on one message at a time, and hand back the
-  messages that are not to be deleted.
+  messages that are not to be deleted. A message that needs an async handler does not hold
+  its worker: the handler's call runs on the processor's event-loop thread (`aio.py`), the
+  worker takes the next message, and when the call ends the message comes back through the
+  work queue to whichever worker is free, to go on from there (`Processor.resume`). Such
+  messages hold an in-flight slot meanwhile: async handlers add `async_concurrency` slots.
 - Deleters (`deleters`) batch successful messages into BatchDeleteMessage calls.
 - Extenders (`extenders`, the heartbeat) extend the visibility of running AND waiting
   messages (rule 2), each when half of its current visibility is left. They share one
@@ -35,8 +39,9 @@ thread-safe. Every call to the queue or the idempotency store goes through `Call
 liveness (service/health.py) can tell a busy thread from one stuck in a call (rule 14).
 
 Shutdown (rule 4): stop polling at once (interrupting the long poll), hand unstarted
-messages back with a short visibility, let running handlers finish within
-`shutdown_timeout`, flush pending deletes. A thread that dies unexpectedly stops the whole
+messages back with a short visibility, let running handlers - sync and async - finish within
+`shutdown_timeout` (async calls still running then are cancelled, and their messages handed
+back), flush pending deletes. A thread that dies unexpectedly stops the whole
 consumer with a non-zero exit code (rule 10), and so does a shutdown that had to abandon
 running handlers.
 """
@@ -55,7 +60,7 @@ import structlog
 
 from vod_events.backoff import ExponentialBackoff
 from vod_events.dedupe import renew_interval
-from vod_events.processing import Outcome, Processor
+from vod_events.processing import Outcome, Pending, Processor
 from vod_events.stats import Stats
 from vod_events.transports import (
     MAX_VISIBILITY_SECONDS,
@@ -74,6 +79,8 @@ log = structlog.get_logger("vod_events.consumer")
 MAX_BATCH = 16  # MNS's limit for batch receive and batch delete
 # Longest a poller waits for a fuller batch of free slots once one is free (see `Slots`).
 POLL_PATIENCE_SECONDS = 0.05
+# At shutdown, how long async calls cancelled at shutdown_timeout get to hand their messages back.
+CANCEL_GRACE_SECONDS = 2.0
 # MNS's default VisibilityTimeout: what an extension buys while the queue's is unknown.
 DEFAULT_VISIBILITY_SECONDS = 30
 QUEUE_INFO_RETRY_SECONDS = 30.0  # how often a failed attribute read is tried again
@@ -371,10 +378,14 @@ class Consumer:
         # The extenders wait here for the next record to fall due; a new record wakes them.
         self._schedule = threading.Condition(self._inflight_lock)
         self._clock = VisibilityClock()
-        self._work: queue.SimpleQueue[InFlight | None] = queue.SimpleQueue()
+        # A new message (Pending None), a message whose async call has ended, or None: stop.
+        self._work: queue.SimpleQueue[tuple[InFlight, Pending | None] | None] = queue.SimpleQueue()
+        # Messages that have started an async call and not reached their outcome yet.
+        self._awaiting: set[InFlight] = set()
+        self._awaiting_done = threading.Condition()
         s = self.settings
         self._deletes = DeleteQueue(MAX_BATCH * 4 * s.deleters, s.delete_flush_seconds)
-        capacity = s.workers + s.prefetch
+        capacity = self._capacity = s.workers + s.prefetch + processor.async_slots
         self._slots = Slots(
             capacity, batch=min(MAX_BATCH, capacity // 4), patience=POLL_PATIENCE_SECONDS
         )
@@ -457,23 +468,32 @@ class Consumer:
                 transport.interrupt()  # do not sit out a 30 s long poll
         self._join(self._threads("poller"), timeout=10.0)
 
+        deadline = time.monotonic() + s.shutdown_timeout
         released = 0
+        resumed: list[tuple[InFlight, Pending | None]] = []
         while True:  # hand back what no worker has started yet
             try:
-                entry = self._work.get_nowait()
+                item = self._work.get_nowait()
             except queue.Empty:
                 break
-            if entry is not None:
-                self._release(entry)
+            if item is None:
+                continue
+            if item[1] is None:
+                self._release(item[0])
                 released += 1
-        for _ in range(s.workers):
-            self._work.put(None)
+            else:  # its async call has ended: a worker finishes it
+                resumed.append(item)
+        for item in resumed:
+            self._work.put(item)
         if released:
             log.info("handed back unstarted messages", count=released)
 
+        cancelled = self._wait_for_async(deadline)
+        for _ in range(s.workers):
+            self._work.put(None)
         workers = self._threads("worker")
-        self._join(workers, timeout=s.shutdown_timeout)
-        self.abandoned = sum(1 for t in workers if t.is_alive())
+        self._join(workers, timeout=max(0.0, deadline - time.monotonic()))
+        self.abandoned = sum(1 for t in workers if t.is_alive()) + cancelled
         if self.abandoned:
             log.warning(
                 "shutdown_timeout reached; abandoning running handlers, "
@@ -489,6 +509,7 @@ class Consumer:
         with self._transports_lock:
             for transport in self._transports:
                 transport.close()  # also ends a call still blocked on the network
+        self.processor.close()
         self.processor.store.close()
 
         if self.crashed:
@@ -522,8 +543,9 @@ class Consumer:
 
     @property
     def active(self) -> int:
-        """Messages received and not yet finished by a worker (bounded by workers + prefetch)."""
-        return self.settings.workers + self.settings.prefetch - self._slots.free
+        """Messages received and not yet finished (bounded by workers + prefetch, plus
+        async_concurrency when there are async handlers)."""
+        return self._capacity - self._slots.free
 
     def alive(self) -> bool:
         """Liveness: every thread running and no crash."""
@@ -711,7 +733,7 @@ class Consumer:
             empty_streak = 0
             self.stats.incr("received", len(messages))
             for entry in self._track(messages, sent, sent_ms):
-                self._work.put(entry)
+                self._work.put((entry, None))
 
     def _notify_ready(self) -> None:
         if self.on_ready is not None and self._ready_once.acquire(blocking=False):
@@ -721,15 +743,58 @@ class Consumer:
 
     def _worker_loop(self) -> None:
         while True:
-            entry = self._work.get()
-            if entry is None:
+            item = self._work.get()
+            if item is None:
                 return
-            if self.stopping.is_set():
-                self._release(entry)
+            entry, pending = item
+            if pending is None:
+                if self.stopping.is_set():
+                    self._release(entry)
+                    continue
+                result = self.processor.begin(entry.message)
+            else:
+                result = self.processor.resume(pending)
+            if isinstance(result, Pending):
+                self._await(entry, result)
                 continue
-            outcome = self.processor.process(entry.message)
+            if pending is not None:
+                self._awaited(entry)
             self._slots.give_back()
-            self._finish(entry, outcome)
+            self._finish(entry, result)
+
+    def _await(self, entry: InFlight, pending: Pending) -> None:
+        """Let `entry` wait for its async call without a worker; back to the work queue
+        (from the loop's thread) when the call ends."""
+        with self._awaiting_done:
+            self._awaiting.add(entry)
+        pending.when_done(lambda: self._work.put((entry, pending)))
+
+    def _awaited(self, entry: InFlight) -> None:
+        with self._awaiting_done:
+            self._awaiting.discard(entry)
+            if not self._awaiting:
+                self._awaiting_done.notify_all()
+
+    def _wait_for_async(self, deadline: float) -> int:
+        """At shutdown: wait until `deadline` for the messages in async calls to reach their
+        outcome; then cancel the calls still running, and give their messages a moment to
+        be handed back. How many did not make it by the deadline."""
+        with self._awaiting_done:
+            self._awaiting_done.wait_for(
+                lambda: not self._awaiting, timeout=max(0.0, deadline - time.monotonic())
+            )
+            late = len(self._awaiting)
+        if not late:
+            return 0
+        log.warning(
+            "shutdown_timeout reached; cancelling running async handlers, their messages "
+            "will be handed back",
+            running=late,
+        )
+        self.processor.cancel_async()
+        with self._awaiting_done:
+            self._awaiting_done.wait_for(lambda: not self._awaiting, timeout=CANCEL_GRACE_SECONDS)
+        return late
 
     def _finish(self, entry: InFlight, outcome: Outcome) -> None:
         if outcome.delete:

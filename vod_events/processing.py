@@ -19,15 +19,26 @@ records its completion in the same database transaction as the handler's own wri
 (`ctx.db`): each call, retries included, gets a fresh transaction, committed when the
 handler returns and rolled back when it raises. Every other handler is completed with
 `store.complete(key)` after it returns, as before (no extra work for them).
+
+Async handlers (`Route.is_async`): the pipeline is one generator per delivery (`_steps`),
+which yields an `AsyncCall` where it needs an async handler's result. `process` drives it to
+the end, waiting for each call (the HTTP callbacks' threads); `begin` and `resume` drive it
+one step at a time, returning a `Pending` instead of waiting, so a consumer's worker thread
+goes on with other messages while the call runs on the `AsyncRunner`'s loop. Either way the
+decisions are the same code.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import dataclasses
+import inspect
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Generator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,15 +47,18 @@ from typing import Any
 
 import structlog
 
+from vod_events.aio import AsyncRunner
 from vod_events.backoff import RedeliveryBackoff
 from vod_events.deadletter import DeadLetter, DeadLetterSink
 from vod_events.decoder import decode
 from vod_events.dedupe import Claim, ClaimState, IdempotencyStore, NullStore
 from vod_events.errors import DecodeError, PermanentError
 from vod_events.events import VodEvent
+from vod_events.limits import Concurrency, OverrunWatch
 from vod_events.retry import RetryPolicy
 from vod_events.router import ContextSource, HandlerContext, Route, Router
 from vod_events.stats import Stats
+from vod_events.tracing import NO_TRACING, Delivery, Tracer
 from vod_events.transports import ReceivedMessage
 
 MAX_REASON = 500  # characters of an exception's text kept in a dead letter's reason
@@ -79,6 +93,43 @@ class Outcome:
     reason: str = ""
 
 
+class HandlerTimeout(Exception):
+    """An async handler's call outlived its `timeout` and was cancelled (a failed try)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncCall:
+    """A step of the pipeline that needs an async handler's call (all its tries) to finish.
+    The generator is sent back the call's exception, or None when it succeeded."""
+
+    make: Callable[[], Coroutine[Any, Any, None]]
+
+
+Steps = Generator[AsyncCall, BaseException | None, Outcome]
+
+
+class Pending:
+    """A delivery waiting for an async handler's call; `Processor.resume` it once `done`.
+
+    Owned by one thread at a time: whoever holds it resumes it, once, after the call ends."""
+
+    __slots__ = ("_delivery", "_future", "_steps")
+
+    def __init__(
+        self, steps: Steps, future: concurrent.futures.Future[None], delivery: Delivery
+    ) -> None:
+        self._steps = steps
+        self._future = future
+        self._delivery = delivery
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` (on the loop's thread, or at once) when the call has ended."""
+        self._future.add_done_callback(lambda _future: callback())
+
+    def wait(self) -> None:
+        concurrent.futures.wait([self._future])
+
+
 TransactionFactory = Callable[[str], AbstractContextManager[Any]]
 
 
@@ -105,6 +156,9 @@ class Processor:
     stopping: set at shutdown; cuts in-process retries short.
     own_claim_wait: seconds a duplicate waits in-process for another thread of this process
         running the same handler, before it is handed back (the heartbeat keeps it meanwhile).
+    async_concurrency: the most async handler calls running at once, on the event-loop
+        thread started for them (only if the router has async handlers).
+    tracer: told of each delivery and handler call (`vod_events.tracing`); off by default.
 
     Raises ValueError when the router has transactional handlers and the store has no
     `transaction` (only PostgresStore does).
@@ -125,6 +179,8 @@ class Processor:
         decoder: Callable[[str], VodEvent] = decode,
         context_source: ContextSource = "mns",
         own_claim_wait: float = 20.0,
+        async_concurrency: int = 256,
+        tracer: Tracer = NO_TRACING,
     ) -> None:
         self.router = router
         self.stats = stats
@@ -138,7 +194,14 @@ class Processor:
         self.decoder = decoder
         self.context_source = context_source
         self.own_claim_wait = own_claim_wait
+        self.async_concurrency = async_concurrency
+        self.tracer = tracer
         self._queued = context_source == "mns"
+        self._runner: AsyncRunner | None = None
+        self._runner_lock = threading.Lock()
+        self._concurrency = Concurrency()
+        self._overruns = OverrunWatch(stats)
+        self._awaitable_warned: set[str] = set()
         self.log = structlog.get_logger("vod_events.processing")
         if router.transactional and transaction_of(self.store) is None:
             raise ValueError(
@@ -148,22 +211,86 @@ class Processor:
             )
         self._claim_lost: type[Exception] | None = None  # PostgresStore's, once needed
 
+    @property
+    def async_slots(self) -> int:
+        """How many more deliveries a consumer may hold in flight for async handlers to
+        await: `async_concurrency` when the router has async handlers, else 0."""
+        return self.async_concurrency if self.router.has_async else 0
+
     def process(self, message: ReceivedMessage) -> Outcome:
+        """The delivery's outcome, waiting here for any async handler. Never raises."""
+        result = self.begin(message)
+        while isinstance(result, Pending):
+            result.wait()
+            result = self.resume(result)
+        return result
+
+    def begin(self, message: ReceivedMessage) -> Outcome | Pending:
+        """Run the delivery up to its outcome, or up to an async handler's call: then a
+        `Pending` to `resume` once it is done. Never raises."""
+        delivery = self.tracer.delivery(self.source, message)
+        return self._advance(self._steps(message, delivery), delivery, None)
+
+    def resume(self, pending: Pending) -> Outcome | Pending:
+        """Go on with a delivery whose async call has ended (see `begin`). Never raises."""
+        future = pending._future
+        error = (
+            asyncio.CancelledError("cancelled at shutdown")
+            if future.cancelled()
+            else future.exception()
+        )
+        return self._advance(pending._steps, pending._delivery, error)
+
+    def cancel_async(self) -> int:
+        """Cancel every async handler call still running (shutdown_timeout has run out); how
+        many there were. Each comes back to its `Pending` as a failure."""
+        return self._runner.cancel_all() if self._runner is not None else 0
+
+    def close(self) -> None:
+        """Stop the async handlers' loop, if one was started (the store has its owner)."""
+        if self._runner is not None:
+            self._runner.close()
+
+    def _advance(
+        self, steps: Steps, delivery: Delivery, sent: BaseException | None
+    ) -> Outcome | Pending:
+        with delivery.activate():
+            try:
+                call = steps.send(sent) if sent is not None else next(steps)
+            except StopIteration as done:
+                outcome: Outcome = done.value
+                delivery.end(outcome.status, outcome.reason)
+                return outcome
+            try:
+                return Pending(steps, self._async_runner().submit(call.make), delivery)
+            except Exception as exc:  # no loop (closed at shutdown): a failed call
+                return self._advance(steps, delivery, exc)
+
+    def _async_runner(self) -> AsyncRunner:
+        with self._runner_lock:
+            if self._runner is None:
+                self._runner = AsyncRunner(self.async_concurrency)
+            return self._runner
+
+    def _steps(self, message: ReceivedMessage, delivery: Delivery) -> Steps:
         log = self.log.bind(message_id=message.message_id, dequeue_count=message.dequeue_count)
         try:
             try:
                 event = self.decoder(message.body)
             except DecodeError as exc:
                 return self._dead_letter(message, f"undecodable: {exc.reason}", log)
+            delivery.event(event)
             log = log.bind(
                 event_type=event.event_type, media_id=event.media_id, job_id=event.job_id
             )
-            return self._handle(message, event, log)
+            return (yield from self._handle(message, event, log, delivery))
         except Exception as exc:  # a bug or a store outage: never lose the message
             log.exception("processing failed; the message will be redelivered")
             return self._retry(message, f"internal error: {type(exc).__name__}: {exc}")
 
-    def _handle(self, message: ReceivedMessage, event: VodEvent, log: Log) -> Outcome:
+    def _handle(
+        self, message: ReceivedMessage, event: VodEvent, log: Log, delivery: Delivery
+    ) -> Steps:
         routes = self.router.routes_for(event)
         if not routes:
             self.stats.incr("unhandled")
@@ -192,9 +319,13 @@ class Processor:
             if too_often := self._delivered_too_often(message):
                 self.store.release(key)
                 return self._dead_letter(message, too_often, log)
-            outcome = self._run(
-                route=route, event=event, context=context, message=message, key=key, log=log
-            )
+            call = Call(route, event, context, message, key, log, delivery)
+            if route.is_async:
+                outcome = yield from self._run_async(call)
+            elif route.transactional:
+                outcome = self._run_in_transaction(call)
+            else:
+                outcome = self._run(call)
             if outcome is not None:
                 return outcome
             ran += 1
@@ -252,95 +383,152 @@ class Processor:
             f"max_deliveries={self.max_deliveries}"
         )
 
-    def _run(
-        self,
-        *,
-        route: Route,
-        event: VodEvent,
-        context: HandlerContext,
-        message: ReceivedMessage,
-        key: str,
-        log: Log,
-    ) -> Outcome | None:
-        """Run one handler under its claim; None on success, else the delivery's outcome."""
-        if route.transactional:
-            return self._run_in_transaction(
-                route=route, event=event, context=context, message=message, key=key, log=log
-            )
-
+    def _on_retry(self, call: Call, what: str) -> Callable[[int, BaseException], None]:
         def on_retry(attempt: int, error: BaseException) -> None:
             self.stats.incr("retried")
-            log.warning(
-                "handler failed; retrying", handler=route.name, attempt=attempt, error=repr(error)
+            call.log.warning(what, handler=call.route.name, attempt=attempt, error=repr(error))
+
+        return on_retry
+
+    def _limited(self, call: Call) -> AbstractContextManager[Any]:
+        """What holds one try of a sync handler: its concurrency place, its overrun watch,
+        its span."""
+        route = call.route
+        if route.max_concurrency is None and route.timeout is None:
+            return call.delivery.handler(route.name)  # the common case, without a stack
+        stack = contextlib.ExitStack()
+        if route.max_concurrency is not None:
+            stack.enter_context(self._concurrency.of(route.name, route.max_concurrency))
+        if route.timeout is not None:
+            stack.enter_context(
+                self._overruns.running(route.name, call.message.message_id, route.timeout)
             )
+        stack.enter_context(call.delivery.handler(route.name))
+        return stack
+
+    def _run(self, call: Call) -> Outcome | None:
+        """Run one sync handler under its claim; None on success, else the delivery's outcome."""
+
+        def attempt() -> None:
+            with self._limited(call):
+                result = call.route.handler(call.event, call.context)
+            if inspect.isawaitable(result):
+                self._await_returned(call, result)
 
         started = time.perf_counter()
         try:
             self.retry.call(
-                lambda: route.handler(event, context), stopping=self.stopping, on_retry=on_retry
+                attempt,
+                stopping=self.stopping,
+                on_retry=self._on_retry(call, "handler failed; retrying"),
             )
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
             # SystemExit / KeyboardInterrupt from a handler (a library calling sys.exit()) is
             # its failure, not ours: the worker thread must survive it.
-            return self._failed(route, message, key, exc, log)
+            return self._failed(call, exc)
         finally:
             self.stats.observe_handler(time.perf_counter() - started)
-        self.store.complete(key)
+        self.store.complete(call.key)
         return None
 
-    def _run_in_transaction(
-        self,
-        *,
-        route: Route,
-        event: VodEvent,
-        context: HandlerContext,
-        message: ReceivedMessage,
-        key: str,
-        log: Log,
-    ) -> Outcome | None:
+    def _await_returned(self, call: Call, awaitable: Any) -> None:
+        """A handler not detected as async returned an awaitable (a decorator hid the
+        `async def`): await it rather than count a call that never ran as a success."""
+        if call.route.name not in self._awaitable_warned:
+            self._awaitable_warned.add(call.route.name)
+            call.log.warning(
+                "handler returned an awaitable: awaited on a worker thread; declare it "
+                "`async def` (or mark it with inspect.markcoroutinefunction) to run it on "
+                "the event loop",
+                handler=call.route.name,
+            )
+
+        async def wait() -> None:
+            await awaitable
+
+        self._async_runner().run(wait)
+
+    def _run_async(self, call: Call) -> Generator[AsyncCall, BaseException | None, Outcome | None]:
+        """Run one async handler under its claim on the event loop (the worker thread does
+        not wait for it: see `begin`); None on success, else the delivery's outcome."""
+        route = call.route
+        on_retry = self._on_retry(call, "handler failed; retrying")
+
+        async def attempt() -> None:
+            limit = (
+                self._async_runner().limit(route.name, route.max_concurrency)
+                if route.max_concurrency is not None
+                else None
+            )
+            async with limit or contextlib.nullcontext():
+                with call.delivery.handler(route.name):
+                    if route.timeout is None:
+                        await route.handler(call.event, call.context)  # type: ignore[misc]
+                        return
+                    try:
+                        async with asyncio.timeout(route.timeout):
+                            await route.handler(call.event, call.context)  # type: ignore[misc]
+                    except TimeoutError:
+                        self.stats.incr("handler_timeouts")
+                        raise HandlerTimeout(
+                            f"timed out after {route.timeout:g} s and was cancelled"
+                        ) from None
+
+        async def all_tries() -> None:
+            await self.retry.call_async(attempt, stopping=self.stopping, on_retry=on_retry)
+
+        started = time.perf_counter()
+        error = yield AsyncCall(all_tries)
+        self.stats.observe_handler(time.perf_counter() - started)
+        if error is not None:
+            return self._failed(call, error)
+        self.store.complete(call.key)
+        return None
+
+    def _run_in_transaction(self, call: Call) -> Outcome | None:
         """Run a transactional handler: each call in a fresh `store.transaction(key)`, whose
         commit records the completion with the handler's writes. None on success.
 
         ClaimLostError (the claim lapsed and another replica took it, so this transaction
         was rolled back) is not retried in process, where it would only fail again: the
         message is handed back, and its next delivery finds the other replica's outcome."""
+        route, key, log = call.route, call.key, call.log
         transaction = transaction_of(self.store)
         if transaction is None:  # a route added to the router after the processor was built
             self.store.release(key)
             self.stats.incr("failed")
             reason = f"{route.name}: transactional, but the idempotency store has no transactions"
             log.error("handler not run; message handed back to the queue", reason=reason)
-            return self._retry(message, reason)
+            return self._retry(call.message, reason)
         claim_lost = self._claim_lost_error()
         lost: list[Exception] = []
 
         def attempt() -> None:
             try:
-                with transaction(key) as conn:
-                    route.handler(event, dataclasses.replace(context, db=conn))
+                with self._limited(call), transaction(key) as conn:
+                    route.handler(call.event, dataclasses.replace(call.context, db=conn))
             except claim_lost as exc:
                 lost.append(exc)  # returns: RetryPolicy would call it again
 
-        def on_retry(attempt: int, error: BaseException) -> None:
-            self.stats.incr("retried")
-            log.warning(
-                "handler failed and its transaction was rolled back; retrying",
-                handler=route.name,
-                attempt=attempt,
-                error=repr(error),
-            )
-
         started = time.perf_counter()
         try:
-            self.retry.call(attempt, stopping=self.stopping, on_retry=on_retry)
+            self.retry.call(
+                attempt,
+                stopping=self.stopping,
+                on_retry=self._on_retry(
+                    call, "handler failed and its transaction was rolled back; retrying"
+                ),
+            )
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
-            return self._failed(route, message, key, exc, log)
+            return self._failed(call, exc)
         finally:
             self.stats.observe_handler(time.perf_counter() - started)
         if lost:
             self.store.release(key)  # no longer ours: only forgets it here
             self.stats.incr("failed")
-            outcome = self._retry(message, f"{route.name}: {type(lost[0]).__name__}: {lost[0]}")
+            outcome = self._retry(
+                call.message, f"{route.name}: {type(lost[0]).__name__}: {lost[0]}"
+            )
             log.warning(
                 "claim lost to another consumer while the handler ran; its transaction was "
                 "rolled back and the message handed back to the queue",
@@ -359,12 +547,11 @@ class Processor:
             self._claim_lost = ClaimLostError
         return self._claim_lost
 
-    def _failed(
-        self, route: Route, message: ReceivedMessage, key: str, exc: BaseException, log: Log
-    ) -> Outcome:
+    def _failed(self, call: Call, exc: BaseException) -> Outcome:
         """A handler failed for good on this delivery: release its claim; dead-letter a
         PermanentError, hand anything else back to the queue."""
-        self.store.release(key)
+        route, message, log = call.route, call.message, call.log
+        self.store.release(call.key)
         if isinstance(exc, PermanentError):
             return self._dead_letter(message, f"{route.name}: permanent failure: {exc}", log)
         self.stats.incr("failed")
@@ -400,3 +587,16 @@ class Processor:
 
 
 Log = structlog.typing.FilteringBoundLogger
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One handler's call for one delivery: what running it needs."""
+
+    route: Route
+    event: VodEvent
+    context: HandlerContext
+    message: ReceivedMessage
+    key: str  # its idempotency key
+    log: Log
+    delivery: Delivery

@@ -8,13 +8,15 @@ at once and its message goes back to the queue.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tenacity import (
+    AsyncRetrying,
     RetryCallState,
     Retrying,
     retry_if_not_exception_type,
@@ -84,22 +86,68 @@ class RetryPolicy:
         remaining = max(0.0, self.max_seconds - (time.monotonic() - started))
         return self._retrying(remaining, stopping, on_retry)(attempt)
 
+    async def call_async(
+        self,
+        func: Callable[[], Awaitable[T]],
+        *,
+        stopping: threading.Event,
+        on_retry: Callable[[int, BaseException], None] | None = None,
+    ) -> T:
+        """`call` for an async handler: the same tries and waits, awaited on the loop."""
+        started = time.monotonic()
+        try:
+            return await func()
+        except NOT_RETRIED:
+            raise
+        except asyncio.CancelledError:
+            raise  # a cancellation is not the handler's failure: never retried
+        except BaseException as exc:
+            first_failure = exc
+        replayed = False
+
+        async def attempt() -> T:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                raise first_failure
+            return await func()
+
+        async def sleep(seconds: float) -> None:
+            # In slices, so that a shutdown ends the wait (the Event cannot be awaited).
+            deadline = time.monotonic() + seconds
+            while not stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+                await asyncio.sleep(min(left, 0.1))
+
+        remaining = max(0.0, self.max_seconds - (time.monotonic() - started))
+        retrying = AsyncRetrying(sleep=sleep, **self._options(remaining, stopping, on_retry))
+        return await retrying(attempt)
+
     def _retrying(
         self,
         max_seconds: float,
         stopping: threading.Event,
         on_retry: Callable[[int, BaseException], None] | None,
     ) -> Retrying:
+        def sleep(seconds: float) -> None:
+            stopping.wait(seconds)  # returns early on shutdown instead of sleeping on
+
+        return Retrying(sleep=sleep, **self._options(max_seconds, stopping, on_retry))
+
+    def _options(
+        self,
+        max_seconds: float,
+        stopping: threading.Event,
+        on_retry: Callable[[int, BaseException], None] | None,
+    ) -> dict[str, Any]:
+        """What `Retrying` and `AsyncRetrying` share: when to stop, wait and report."""
+
         def before_sleep(state: RetryCallState) -> None:
             if on_retry is not None and state.outcome is not None:
                 error = state.outcome.exception()
                 if error is not None:
                     on_retry(state.attempt_number, error)
 
-        def sleep(seconds: float) -> None:
-            stopping.wait(seconds)  # returns early on shutdown instead of sleeping on
-
-        return Retrying(
+        return dict(
             stop=(
                 stop_after_attempt(self.attempts)
                 | stop_after_delay(max_seconds)
@@ -108,8 +156,7 @@ class RetryPolicy:
             wait=wait_exponential_jitter(
                 multiplier=self.initial_wait, max=self.max_wait, jitter=self.initial_wait
             ),
-            retry=retry_if_not_exception_type(NOT_RETRIED),
-            sleep=sleep,
+            retry=retry_if_not_exception_type((*NOT_RETRIED, asyncio.CancelledError)),
             before_sleep=before_sleep,
             reraise=True,
         )

@@ -31,6 +31,19 @@ not at all, whenever the process dies: its effects happen exactly once. It needs
     def save_tags(event: AIVideoTagComplete, ctx: HandlerContext) -> None:
         assert ctx.db is not None
         ctx.db.execute("INSERT INTO tags (media_id, tag) VALUES (%s, %s)", (...))
+
+An `async def` handler (or a callable object whose `__call__` is one) is awaited on the
+consumer's event-loop thread (`vod_events.aio`), with the same retries, claims, heartbeat and
+dead letters as a sync one; sync handlers keep the worker threads. A transactional handler
+must be sync (`ctx.db` is a blocking connection).
+
+Per-handler limits: `timeout` seconds per call (an async call is cancelled, counted as a
+failed try and retried; a sync one cannot be cancelled, so it is logged and counted as an
+overrun while it runs on) and `max_concurrency`, the most calls of the handler at once.
+
+    @router.on("AIMediaAuditComplete", timeout=10, max_concurrency=5)
+    async def report(event: VodEvent, ctx: HandlerContext) -> None:
+        await client.post(...)
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -77,13 +91,19 @@ Handler = Callable[[Any, HandlerContext], object]
 class Route:
     """One registration: a handler, a stable name for it, and what it matches.
 
-    transactional: the handler runs inside the store's transaction, with `ctx.db`."""
+    transactional: the handler runs inside the store's transaction, with `ctx.db`.
+    is_async: the handler is a coroutine function (see `is_async_handler`).
+    timeout: seconds one call may take (None: no limit); see the module docstring.
+    max_concurrency: the most calls of this handler at once (None: no limit)."""
 
     handler: Handler
     name: str
     event_types: frozenset[str] | None  # None: any event type
     event_class: type[VodEvent] | None
     transactional: bool = False
+    is_async: bool = False
+    timeout: float | None = None
+    max_concurrency: int | None = None
 
     def matches(self, event: VodEvent) -> bool:
         if self.event_class is not None and not isinstance(event, self.event_class):
@@ -109,6 +129,15 @@ def handler_name(handler: Handler) -> str:
     return f"{module}:{qualname}"
 
 
+def is_async_handler(handler: Handler) -> bool:
+    """Is calling `handler` starting a coroutine? True for an `async def` function or method,
+    a `functools.partial` of one, and a callable object whose `__call__` is one."""
+    if inspect.iscoroutinefunction(handler):  # unwraps partials
+        return True
+    call = getattr(type(handler), "__call__", None)  # noqa: B004 - the class's, not callable()
+    return not inspect.isroutine(handler) and inspect.iscoroutinefunction(call)
+
+
 def unknown_event_type(name: str) -> str | None:
     """None if `name` is "*" or a known EventType; else why not, with a "did you mean"."""
     if name == "*" or name in EVENT_TYPES:
@@ -125,7 +154,8 @@ class DuplicateHandlerName(ValueError):
 
 
 class TransactionalConflict(ValueError):
-    """`Router.add` registered a handler again with another `transactional` flag."""
+    """`Router.add` registered a handler again with another `transactional` flag (or other
+    limits), or a transactional handler that is async."""
 
 
 class Router:
@@ -143,6 +173,8 @@ class Router:
         name: str | None = None,
         allow_unknown: bool = False,
         transactional: bool = False,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register the decorated handler for events matching any selector (none: all)."""
 
@@ -153,6 +185,8 @@ class Router:
                 name=name,
                 allow_unknown=allow_unknown,
                 transactional=transactional,
+                timeout=timeout,
+                max_concurrency=max_concurrency,
             )
             return handler
 
@@ -166,6 +200,8 @@ class Router:
         name: str | None = None,
         allow_unknown: bool = False,
         transactional: bool = False,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
         """Register `handler`; selectors are EventType strings, event classes, or "*".
 
@@ -178,8 +214,25 @@ class Router:
         `transactional`: run the handler inside the idempotency store's transaction, with
         `ctx.db` (see the module docstring); the consumer refuses to start unless its store
         is the PostgreSQL one.
+
+        `timeout` (seconds > 0) and `max_concurrency` (>= 1): see the module docstring.
+        ValueError for values out of range; TransactionalConflict for an async
+        transactional handler, or one registered again with other limits.
         """
         route_name = name or handler_name(handler)
+        is_async = is_async_handler(handler)
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"handler {route_name!r}: timeout must be > 0 seconds, not {timeout}")
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError(
+                f"handler {route_name!r}: max_concurrency must be >= 1, not {max_concurrency}"
+            )
+        if transactional and is_async:
+            raise TransactionalConflict(
+                f"handler {route_name!r} is async and transactional: a transactional handler "
+                "runs on a worker thread with ctx.db, a blocking connection; make it a plain "
+                "`def`"
+            )
         for route in self.routes:
             if route.name == route_name and not _same(route.handler, handler):
                 raise DuplicateHandlerName(
@@ -194,6 +247,15 @@ class Router:
                     f"{route.transactional}: one handler runs one way for every event it "
                     f"matches; register it again with transactional={route.transactional}"
                 )
+            if route.name == route_name and (route.timeout, route.max_concurrency) != (
+                timeout,
+                max_concurrency,
+            ):
+                raise TransactionalConflict(
+                    f"handler {route_name!r} is registered already with timeout={route.timeout}"
+                    f", max_concurrency={route.max_concurrency}: one handler has one set of "
+                    "limits; register it again with the same ones"
+                )
         strings = {s for s in selectors if isinstance(s, str)}
         if not allow_unknown:
             for selector in sorted(strings):
@@ -204,14 +266,27 @@ class Router:
                         "allow_unknown=True)"
                     )
         classes = [s for s in selectors if not isinstance(s, str)]
+        make = functools.partial(
+            Route,
+            handler,
+            route_name,
+            transactional=transactional,
+            is_async=is_async,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+        )
         if "*" in strings or not selectors:
-            self.routes.append(Route(handler, route_name, None, None, transactional))
+            self.routes.append(make(None, None))
         if strings - {"*"}:
-            types = frozenset(strings - {"*"})
-            self.routes.append(Route(handler, route_name, types, None, transactional))
+            self.routes.append(make(frozenset(strings - {"*"}), None))
         for cls in classes:
-            self.routes.append(Route(handler, route_name, None, cls, transactional))
+            self.routes.append(make(None, cls))
         self._cache.clear()
+
+    @property
+    def has_async(self) -> bool:
+        """Does any route need the event loop?"""
+        return any(r.is_async for r in self.routes)
 
     @property
     def transactional(self) -> list[str]:

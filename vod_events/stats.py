@@ -30,6 +30,8 @@ CounterName = Literal[
     "poll_errors",
     "empty_polls",
     "callbacks_rejected",
+    "handler_timeouts",
+    "handler_overruns",
 ]
 
 
@@ -73,6 +75,16 @@ COUNTERS: tuple[Counter, ...] = (
         "callbacks_rejected",
         "http_callbacks_rejected",
         "VOD HTTP callbacks refused: bad signature, too large, or too many at once.",
+    ),
+    Counter(
+        "handler_timeouts",
+        "handler_timeouts",
+        "Async handler calls cancelled at their timeout (each counts as a failed try).",
+    ),
+    Counter(
+        "handler_overruns",
+        "handler_overruns",
+        "Sync handler calls that outlived their timeout (run on: threads cannot be cancelled).",
     ),
 )
 

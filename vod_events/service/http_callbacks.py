@@ -347,6 +347,7 @@ class CallbackServer:
             log.warning("callbacks still running at close; VOD will retry them")
         if self._renewer is not None:
             self._renewer.stop()
+        self.processor.close()  # its async handlers' loop, if it has one
         if self.owns_store:
             self.processor.store.close()
 

@@ -1,0 +1,155 @@
+"""The event-loop thread that runs async handlers.
+
+An `async def` handler (or a callable object whose `__call__` is one) does not get a worker
+thread of its own: its call is a coroutine, submitted here, and the worker goes on with
+other messages until the coroutine is done (see `Processor.begin` / `Processor.resume`). So
+thousands of I/O-bound calls can wait at once on one thread.
+
+Invariants:
+- one loop, on one daemon thread, started by the first `submit`; every coroutine of every
+  async handler runs on it, so async handlers never run concurrently with each other in the
+  Python sense (only interleaved at their awaits);
+- at most `concurrency` submitted calls run at once; the others wait for a place (in
+  submission order), their time counted as the handler's;
+- `cancel_all` cancels what is running or waiting; nothing else ever cancels a call (a
+  shutdown cancels only what has outlived `shutdown_timeout`);
+- a handler that blocks the loop (a sync sleep, a sync HTTP call) holds up every async
+  handler: the loop's lag is watched and a blocked loop is logged, naming no handler (which
+  one blocked cannot be known), once per episode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import structlog
+
+log = structlog.get_logger("vod_events.aio")
+
+T = TypeVar("T")
+
+LAG_CHECK_SECONDS = 0.5
+LAG_WARNING_SECONDS = 1.0  # a loop this late running a ready callback is blocked
+
+
+class AsyncRunner:
+    """Runs async handler calls on one event-loop thread.
+
+    concurrency: the most calls running at once (`[consumer] async_concurrency`).
+    """
+
+    def __init__(self, concurrency: int = 256, name: str = "vod-events-async") -> None:
+        self.concurrency = concurrency
+        self.name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._places: asyncio.Semaphore | None = None  # made on the loop's thread
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._futures: set[concurrent.futures.Future[Any]] = set()
+        self._closed = False
+
+    def submit(self, make: Callable[[], Coroutine[Any, Any, T]]) -> concurrent.futures.Future[T]:
+        """Run `make()`'s coroutine on the loop once a place is free; its future."""
+        loop = self._started()
+        future = asyncio.run_coroutine_threadsafe(self._bounded(make), loop)
+        with self._lock:
+            self._futures.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def run(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run `make()`'s coroutine on the loop and wait for it here (a blocking caller: an
+        HTTP callback's thread, or a sync handler that returned an awaitable)."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("AsyncRunner.run called on its own loop: it would wait forever")
+        return self.submit(make).result()
+
+    def limit(self, name: str, limit: int) -> asyncio.Semaphore:
+        """The semaphore holding handler `name` to `limit` calls at once (on the loop only)."""
+        semaphore = self._limits.get(name)
+        if semaphore is None:
+            semaphore = self._limits[name] = asyncio.Semaphore(limit)
+        return semaphore
+
+    @property
+    def running(self) -> int:
+        """Calls submitted and not finished (running or waiting for a place)."""
+        with self._lock:
+            return len(self._futures)
+
+    def cancel_all(self) -> int:
+        """Cancel every call not finished; how many there were."""
+        with self._lock:
+            futures = list(self._futures)
+        for future in futures:
+            future.cancel()  # run_coroutine_threadsafe's future cancels its task on the loop
+        return len(futures)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Cancel what is left, stop the loop and its thread."""
+        with self._lock:
+            self._closed = True
+            loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        self.cancel_all()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        if not thread.is_alive():
+            loop.close()
+
+    # ------------------------------------------------------------------ the loop
+
+    def _started(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the async runner is closed")
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+                thread = threading.Thread(
+                    target=self._run_loop, args=(loop, ready), name=self.name, daemon=True
+                )
+                thread.start()
+                ready.wait()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    def _run_loop(self, loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        asyncio.set_event_loop(loop)
+        self._places = asyncio.Semaphore(self.concurrency)
+        loop.call_soon(self._watch_lag, loop, time.monotonic() + LAG_CHECK_SECONDS, False)
+        ready.set()
+        loop.run_forever()
+
+    async def _bounded(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        assert self._places is not None  # set before the loop ran anything
+        async with self._places:
+            return await make()
+
+    def _forget(self, future: concurrent.futures.Future[Any]) -> None:
+        with self._lock:
+            self._futures.discard(future)
+
+    def _watch_lag(self, loop: asyncio.AbstractEventLoop, due: float, blocked: bool) -> None:
+        lag = time.monotonic() - due
+        if lag >= LAG_WARNING_SECONDS and not blocked:
+            log.warning(
+                "an async handler blocked the event loop: every async handler waited; "
+                "use await (or asyncio.to_thread) for blocking calls",
+                blocked_s=round(lag, 2),
+            )
+        next_due = time.monotonic() + LAG_CHECK_SECONDS
+        loop.call_at(
+            loop.time() + LAG_CHECK_SECONDS,
+            self._watch_lag,
+            loop,
+            next_due,
+            lag >= LAG_WARNING_SECONDS,
+        )
