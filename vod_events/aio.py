@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import structlog
@@ -52,15 +54,25 @@ class AsyncRunner:
         self._places: asyncio.Semaphore | None = None  # made on the loop's thread
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._futures: set[concurrent.futures.Future[Any]] = set()
+        self._incoming: list[tuple[Callable[[], Coroutine[Any, Any, Any]], Future[Any]]] = []
+        self._tasks: dict[Future[Any], asyncio.Task[None]] = {}  # only on the loop's thread
         self._closed = False
 
     def submit(self, make: Callable[[], Coroutine[Any, Any, T]]) -> concurrent.futures.Future[T]:
-        """Run `make()`'s coroutine on the loop once a place is free; its future."""
+        """Run `make()`'s coroutine on the loop once a place is free; its future.
+
+        Submissions queue here and the loop is woken only by the first of a burst: waking it
+        is a write to its self-pipe and a loop iteration, which per message would cost more
+        than starting the call."""
         loop = self._started()
-        future = asyncio.run_coroutine_threadsafe(self._bounded(make), loop)
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
         with self._lock:
             self._futures.add(future)
+            self._incoming.append((make, future))
+            wake = len(self._incoming) == 1
         future.add_done_callback(self._forget)
+        if wake:
+            loop.call_soon_threadsafe(self._start_incoming)
         return future
 
     def run(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -84,11 +96,15 @@ class AsyncRunner:
             return len(self._futures)
 
     def cancel_all(self) -> int:
-        """Cancel every call not finished; how many there were."""
+        """Cancel every call not finished; how many there were. Their futures are cancelled
+        at once; their coroutines get CancelledError on the loop."""
         with self._lock:
             futures = list(self._futures)
+            loop = self._loop
         for future in futures:
-            future.cancel()  # run_coroutine_threadsafe's future cancels its task on the loop
+            future.cancel()
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._cancel_tasks)
         return len(futures)
 
     def close(self, timeout: float = 5.0) -> None:
@@ -99,6 +115,8 @@ class AsyncRunner:
         if loop is None or thread is None:
             return
         self.cancel_all()
+        with contextlib.suppress(Exception):  # a loop blocked by a handler: give up on it
+            asyncio.run_coroutine_threadsafe(self._cancelled(), loop).result(timeout)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout)
         if not thread.is_alive():
@@ -128,10 +146,37 @@ class AsyncRunner:
         ready.set()
         loop.run_forever()
 
-    async def _bounded(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    def _start_incoming(self) -> None:
+        with self._lock:
+            incoming, self._incoming = self._incoming, []
+        for make, future in incoming:
+            if not future.cancelled():
+                self._tasks[future] = asyncio.ensure_future(self._bounded(make, future))
+
+    def _cancel_tasks(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+
+    async def _cancelled(self) -> None:
+        """Cancel every task and wait until each has unwound (before the loop stops)."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _bounded(self, make: Callable[[], Coroutine[Any, Any, T]], future: Future[T]) -> None:
         assert self._places is not None  # set before the loop ran anything
-        async with self._places:
-            return await make()
+        try:
+            async with self._places:
+                result = await make()
+        except asyncio.CancelledError:
+            future.cancel()
+        except BaseException as exc:  # as a sync handler's: whatever the coroutine raised
+            _settle(future.set_exception, exc)
+        else:
+            _settle(future.set_result, result)
+        finally:
+            del self._tasks[future]
 
     def _forget(self, future: concurrent.futures.Future[Any]) -> None:
         with self._lock:
@@ -153,3 +198,10 @@ class AsyncRunner:
             next_due,
             lag >= LAG_WARNING_SECONDS,
         )
+
+
+def _settle(setter: Callable[[Any], None], value: Any) -> None:
+    """Set a future's outcome unless it was cancelled meanwhile (cancel_all, from another
+    thread)."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        setter(value)
