@@ -16,6 +16,12 @@ A delivery may move between threads (an async handler's result is picked up by w
 worker is free), so `activate` makes its span current only for the `with` block, on the
 thread running it; `handler` makes the handler's span current inside the block, which works
 inside a coroutine too (context is per task).
+
+Besides the hooks, two helpers for code that runs inside a delivery: `inject_headers` (the
+W3C `traceparent` of the current span, for an outgoing HTTP request: the `http` handler) and
+`current_ids` (the current trace and span ids, for log lines). Both are no-ops that import
+nothing until a tracer is turned on (`enable`, done by `vod_events.tracing_otel`); `shutdown`
+flushes and stops what `enable` installed, at the daemon's stop.
 """
 
 from __future__ import annotations
@@ -78,3 +84,54 @@ class _NoTracer:
 _NOTHING: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
 _NO_DELIVERY = _NoDelivery()
 NO_TRACING: Tracer = _NoTracer()
+
+
+class Backend(Protocol):
+    """What a tracing implementation offers besides the hooks: propagation, the current
+    ids and its end. Installed process-wide with `enable` (OpenTelemetry's own context and
+    tracer provider are process-wide too)."""
+
+    def inject(self, headers: dict[str, str]) -> None:
+        """Add the current context's propagation headers (W3C `traceparent`) to `headers`."""
+
+    def current_ids(self) -> tuple[str, str] | None:
+        """The current span's (trace id, span id) in lowercase hex; None if there is none."""
+
+    def shutdown(self, timeout: float) -> None:
+        """Export what is buffered (within `timeout` s) and stop exporting."""
+
+
+_backend: Backend | None = None
+
+
+def enable(backend: Backend | None) -> None:
+    """Install `backend` for `inject_headers`, `current_ids` and `shutdown` (None: off)."""
+    global _backend  # noqa: PLW0603 - one per process, like OpenTelemetry's own globals
+    _backend = backend
+
+
+def enabled() -> bool:
+    """Whether a tracing backend is installed."""
+    return _backend is not None
+
+
+def inject_headers(headers: dict[str, str]) -> None:
+    """Add the W3C `traceparent` (and `tracestate`) of the current span to `headers`, so the
+    receiver's spans join the delivery's trace. Nothing when tracing is off."""
+    if _backend is not None:
+        _backend.inject(headers)
+
+
+def current_ids() -> tuple[str, str] | None:
+    """The current (trace id, span id), 32 and 16 lowercase hex digits; None when tracing is
+    off or no span is current."""
+    return None if _backend is None else _backend.current_ids()
+
+
+def shutdown(timeout: float = 5.0) -> None:
+    """Export the spans still buffered (waiting at most `timeout` s) and stop tracing. Called
+    once at the daemon's stop; nothing when tracing is off."""
+    backend = _backend
+    enable(None)
+    if backend is not None:
+        backend.shutdown(timeout)

@@ -3,9 +3,10 @@
 The output is what the daemon would run with: the file, environment overrides and defaults
 merged, every secret masked. It refuses what the daemon would refuse at start: besides an
 invalid file, a config without [[handlers]] (every event would be deleted unhandled), a
-`call` handler whose module does not import or fails while it is imported, and the postgres
-backend without its driver (the `postgres` extra). It never connects anywhere and creates
-nothing (`vod-events doctor` checks the rest).
+`call` handler whose module does not import or fails while it is imported, the postgres
+backend without its driver (the `postgres` extra), and tracing without OpenTelemetry (the
+`otel` extra). It never connects anywhere and creates nothing (`vod-events doctor` checks
+the rest).
 
 Exit codes: 0 valid (warnings go to stderr); 2 invalid, with the error naming the file and
 the key (or the environment variable) on stderr.
@@ -22,7 +23,7 @@ from vod_events.config import Config, load, masked, require_handlers, toml_write
 from vod_events.config.secrets import exposure_warning
 from vod_events.errors import ConfigError
 from vod_events.router import import_handler
-from vod_events.service.assemble import require_postgres_driver
+from vod_events.service.assemble import require_postgres_driver, require_tracing_sdk
 
 EXIT_OK = 0
 
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         config = load(args.config)
         require_handlers(config)
         require_postgres_driver(config)
+        require_tracing_sdk(config)
         check_handlers(config)
     except ConfigError as exc:
         return config_error(exc)

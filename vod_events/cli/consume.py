@@ -18,6 +18,7 @@ import sys
 
 import structlog
 
+from vod_events import tracing
 from vod_events.cli import config_error
 from vod_events.config import load
 from vod_events.config.secrets import exposure_warning
@@ -35,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         config = load(args.config)
-        logs.configure(config.log.level, config.log.format)
+        logs.configure(config.log.level, config.log.format, tracing=config.tracing.enabled)
         if warning := exposure_warning(config.path):
             structlog.get_logger("vod_events.consume").warning(warning)
         consumer = build_consumer(config)
@@ -46,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
             return consumer.run()
     except ConfigError as exc:
         return config_error(exc)
+    finally:
+        tracing.shutdown()  # the spans still buffered are exported (nothing when off)
 
 
 def main() -> int:

@@ -21,7 +21,7 @@ import socket
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -33,8 +33,10 @@ from vod_events.config.secrets import exposure_warning
 from vod_events.errors import ConfigError
 from vod_events.router import import_handler
 from vod_events.service.assemble import (
+    OTEL_EXTRA,
     POSTGRES_EXTRA,
     require_postgres_driver,
+    require_tracing_sdk,
     transport_factory,
 )
 from vod_events.transports import (
@@ -167,6 +169,8 @@ class Doctor:
         # Worth asking about the dead-letter queue only if MNS accepted the credentials.
         connected = any(f.check == "credentials" and f.status is Status.OK for f in findings)
         findings.append(self.dead_letter_target(connected))
+        if self.config.tracing.enabled:
+            findings.append(check_tracing(self.config))
         return findings
 
     def config_file(self) -> Iterator[Finding]:
@@ -413,6 +417,38 @@ def check_clock(endpoint: str, now: Callable[[], float] = time.time) -> Finding:
     if abs(skew) >= SKEW_WARNING_SECONDS:
         return warning("clock", f"{described} MNS: lag metrics will be off", fix)
     return ok("clock", f"within {max(abs(skew), 1.0):.0f} s of the server's Date header")
+
+
+def check_tracing(config: Config, environ: Mapping[str, str] | None = None) -> Finding:
+    """`[tracing]` on: OpenTelemetry installed, the OTEL_* exporter settings usable, and the
+    OTLP endpoint accepting connections (a warning if not: the daemon runs, spans are lost)."""
+    environ = os.environ if environ is None else environ
+    try:
+        require_tracing_sdk(config)
+    except ConfigError as exc:
+        return error("tracing", str(exc).partition(": ")[2] or str(exc), OTEL_EXTRA)
+    from vod_events import tracing_otel
+
+    try:
+        names = tracing_otel.exporter_names(environ)
+    except ConfigError as exc:
+        return error("tracing", str(exc), "fix the variable, or unset it for the default (otlp)")
+    if "otlp" not in names:
+        return ok("tracing", f"OpenTelemetry, exporter: {', '.join(names) or 'none'}")
+    url = tracing_otel.otlp_endpoint(environ)
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=NETWORK_TIMEOUT).close()
+    except OSError as exc:
+        return warning(
+            "tracing",
+            f"OTLP endpoint {redact_url(url)} is not reachable now: {exc.strerror or exc} "
+            "(events are handled; their spans are dropped)",
+            "start the collector, or set OTEL_EXPORTER_OTLP_ENDPOINT "
+            "(or OTEL_TRACES_EXPORTER=console)",
+        )
+    return ok("tracing", f"OpenTelemetry, OTLP to {redact_url(url)} accepts connections")
 
 
 def _creatable(check: str, path: Path, key: str) -> Finding:

@@ -12,6 +12,7 @@ import threading
 
 import structlog
 
+from vod_events import tracing
 from vod_events.cli import config_error
 from vod_events.config import load, require_handlers
 from vod_events.errors import ConfigError
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load(args.config)
         require_handlers(config)  # it would answer 200 to every event and drop it
-        logs.configure(config.log.level, config.log.format)
+        logs.configure(config.log.level, config.log.format, tracing=config.tracing.enabled)
         server = build_callback_server(config).start()
     except ConfigError as exc:
         return config_error(exc)
@@ -45,4 +46,5 @@ def run(args: argparse.Namespace) -> int:
     stop.wait()
     server.close(timeout=config.consumer.shutdown_timeout)
     log.info("callback server stopped", **server.processor.stats.snapshot().counters)
+    tracing.shutdown()  # the spans still buffered are exported (nothing when off)
     return 0

@@ -47,6 +47,7 @@ SECTION_DOCS = {
     "log": "Logging (structlog): JSON lines for journald and containers, or console output.",
     "ops": "The ops endpoint: /metrics (Prometheus), /healthz and /readyz.",
     "http_callback": "Receiving VOD HTTP callbacks instead of (or besides) the MNS queue.",
+    "tracing": "Tracing: an OpenTelemetry span per delivery, a child span per handler call.",
     "handlers": (
         "Handlers: one [[handlers]] table each; several may match an event and all must\n"
         "succeed. Either `call` (your function) or `type` (built-in: jsonl, log, http)."

@@ -224,6 +224,16 @@ class HttpCallbackSection:
 
 
 @dataclass(frozen=True, slots=True)
+class TracingSection:
+    enabled: bool = key(
+        False,
+        "OpenTelemetry spans per delivery and handler (pip install 'vod-events[otel]'); the "
+        "exporter, endpoint and service name come from the standard OTEL_* variables "
+        "(OTEL_TRACES_EXPORTER = otlp or console, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME)",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class HandlerSection:
     events: list[str] = key(["*"], "EventType names, or '*' for every event")
     allow_unknown_events: bool = key(
@@ -286,6 +296,7 @@ class Config:
     log: LogSection = field(default_factory=LogSection)
     ops: OpsSection = field(default_factory=OpsSection)
     http_callback: HttpCallbackSection = field(default_factory=HttpCallbackSection)
+    tracing: TracingSection = field(default_factory=TracingSection)
     handlers: list[HandlerSection] = field(default_factory=list)
     path: str = "<defaults>"
     # Keys ("consumer.workers", "handlers[0].secret") whose value a variable set.

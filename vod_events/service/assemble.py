@@ -22,6 +22,7 @@ from vod_events.processing import Processor, transaction_of
 from vod_events.retry import RetryPolicy
 from vod_events.router import ContextSource, Handler, Router, import_handler
 from vod_events.stats import Stats
+from vod_events.tracing import NO_TRACING, Tracer
 from vod_events.transports import Transport, TransportFactory
 
 
@@ -218,6 +219,47 @@ def require_credentials(config: Config) -> None:
     raise config.error(key, f"no AccessKey {' or '.join(missing)}: {ways}")
 
 
+OTEL_EXTRA = "pip install 'vod-events[otel]'"
+
+
+def require_tracing_sdk(config: Config) -> None:
+    """Raise ConfigError, naming `tracing.enabled` and what to install, when tracing is on
+    and OpenTelemetry (the `otel` extra) is not installed."""
+    if not config.tracing.enabled:
+        return
+    try:
+        import vod_events.tracing_otel  # noqa: F401 - imports the OpenTelemetry SDK
+    except ImportError as exc:
+        raise _no_otel(config, exc) from None
+
+
+def _no_otel(config: Config, exc: ImportError) -> ConfigError:
+    missing = exc.name or "opentelemetry"
+    return config.error(
+        "tracing.enabled",
+        f"tracing needs OpenTelemetry, and {missing!r} is not installed: {OTEL_EXTRA} "
+        "(the OpenTelemetry SDK and OTLP exporter) in the environment that runs vod-events, "
+        "or set enabled = false",
+    )
+
+
+def build_tracer(config: Config) -> Tracer:
+    """The tracer of `[tracing]`: NO_TRACING when off (OpenTelemetry is not imported); else
+    the process's OpenTelemetry tracer, exporting as the `OTEL_*` variables say (one per
+    process, shared by the queue's and the callbacks' processors; `tracing.shutdown()` ends
+    it). Raises ConfigError when the `otel` extra is missing or an `OTEL_*` value is not
+    supported."""
+    if not config.tracing.enabled:
+        return NO_TRACING
+    require_tracing_sdk(config)
+    from vod_events.tracing_otel import process_tracer
+
+    try:
+        return process_tracer()
+    except ImportError as exc:  # the OTLP exporter, imported only when it is chosen
+        raise _no_otel(config, exc) from None
+
+
 def build_processor(
     config: Config,
     connect: TransportFactory,
@@ -229,6 +271,7 @@ def build_processor(
     context_source: ContextSource = "mns",
     store: IdempotencyStore | None = None,
     own_claim_wait: float | None = None,
+    tracer: Tracer | None = None,
 ) -> Processor:
     """The pipeline for one path (the queue, or HTTP callbacks).
 
@@ -236,11 +279,14 @@ def build_processor(
         same claims, with any backend, and whoever renews that store's claims renews both
         paths'); None builds a new one from `[dedupe]`.
     own_claim_wait: `Processor.own_claim_wait`; None keeps the Processor's default.
+    tracer: None builds it from `[tracing]` (`build_tracer`).
 
-    Raises ConfigError when a handler is transactional and the store is not PostgreSQL.
+    Raises ConfigError when a handler is transactional and the store is not PostgreSQL, and
+    when tracing is on but cannot be (`build_tracer`).
     """
     r = config.retry
     router = router or build_router(config)
+    tracer = build_tracer(config) if tracer is None else tracer
     own_store = store is None
     store = build_store(config) if store is None else store
     try:
@@ -256,6 +302,7 @@ def build_processor(
             redelivery=RedeliveryBackoff(r.redelivery_initial, r.redelivery_max),
             max_deliveries=config.consumer.max_deliveries,
             context_source=context_source,
+            tracer=tracer,
         )
     except BaseException:
         if own_store:

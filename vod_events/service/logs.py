@@ -2,7 +2,8 @@
 through the same renderer, so one process writes one format.
 
 JSON lines when stdout is not a terminal (journald, containers) or `format = "json"`;
-coloured key=value lines on a terminal.
+coloured key=value lines on a terminal. With tracing on, a line written while a span is
+current (during a delivery, in a handler) carries its `trace_id` and `span_id` (hex).
 """
 
 from __future__ import annotations
@@ -13,16 +14,29 @@ from typing import Any
 
 import structlog
 
+from vod_events import tracing
+
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
 
-def configure(level: str = "info", fmt: str = "auto") -> None:
+def add_trace_ids(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: the current span's `trace_id` and `span_id`, if one is current."""
+    ids = tracing.current_ids()
+    if ids is not None:
+        event_dict.setdefault("trace_id", ids[0])
+        event_dict.setdefault("span_id", ids[1])
+    return event_dict
+
+
+def configure(level: str = "info", fmt: str = "auto", *, tracing: bool = False) -> None:
+    """tracing: add `trace_id` / `span_id` to lines written inside a span (`[tracing]`)."""
     json_lines = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     numeric = _LEVELS[level]
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        *([add_trace_ids] if tracing else []),
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer()
