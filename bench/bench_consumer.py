@@ -45,6 +45,7 @@ Results: a table on stdout, bench/results/consumer.json, and PNG charts in bench
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -330,7 +331,7 @@ class Scenario:
     label: str
     loop: str
     messages: int
-    handler: str = "noop"  # noop | jsonl | sleep50 | insert (transactional, one row)
+    handler: str = "noop"  # noop | jsonl | sleep50 | async50 | insert (transactional, one row)
     dedupe: str = "sqlite"  # sqlite | off | redis | postgres
     pollers: int = 0
     workers: int = 0
@@ -504,8 +505,16 @@ class VodEventsRunner:
 
 def _timed_handler(
     kind: str, clock: StartClock, state: Path, schema: str = ""
-) -> Callable[[VodEvent, HandlerContext], None]:
+) -> Callable[[VodEvent, HandlerContext], object]:
     """The scenario's handler, marking its start on `clock`."""
+    if kind == "async50":
+
+        async def awaiting(event: VodEvent, context: HandlerContext) -> None:
+            if context.enqueue_time is not None:
+                clock.mark(context.enqueue_time.timestamp())
+            await asyncio.sleep(0.05)  # an awaited 50 ms call: an HTTP API, a database
+
+        return awaiting
     jsonl = None
     if kind == "jsonl":
         jsonl = build_handler(HandlerSection(type="jsonl", path=str(state / "events.jsonl")))[0]
@@ -839,6 +848,15 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
             **vod,
         ),
     ]
+    found.append(
+        Scenario(
+            "vod-async50",
+            "vod-events async 50 ms handler (awaited)",
+            messages=args.messages,
+            handler="async50",
+            **vod,
+        )
+    )
     for workers in args.io_workers:
         found.append(
             Scenario(

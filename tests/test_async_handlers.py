@@ -6,6 +6,7 @@ aliyun-mns-sdk against the local MNS server, and a real daemon process receiving
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import signal
@@ -29,9 +30,11 @@ from test_consumer_mns import (
     config,
 )
 
+from vod_events.config import load
+from vod_events.config.schema import HandlerSection
 from vod_events.consumer import EXIT_ABANDONED, EXIT_OK
 from vod_events.dedupe import ClaimState, MemoryStore
-from vod_events.errors import PermanentError
+from vod_events.errors import ConfigError, PermanentError
 from vod_events.events import VodEvent
 from vod_events.mns_server import LocalMNSServer
 from vod_events.processing import OutcomeStatus, Processor
@@ -441,3 +444,46 @@ def test_sigterm_cancels_async_handlers_only_after_shutdown_timeout_and_hands_th
         if line.get("event") == "handler failed; message handed back to the queue"
     ]
     assert len(handed_back) == 3, stderr
+
+
+# ------------------------------------------------------------------ the config
+
+
+def test_handler_limits_and_async_concurrency_come_from_the_config(
+    server: LocalMNSServer, tmp_path: Path
+) -> None:
+    cfg = config(
+        server,
+        tmp_path,
+        consumer={"async_concurrency": 40},
+    )
+    cfg = dataclasses.replace(
+        cfg,
+        handlers=[
+            HandlerSection(call="sample_handlers:record_async", timeout=2.5, max_concurrency=4),
+            HandlerSection(type="http", url="http://127.0.0.1:9/", timeout=3),
+        ],
+    )
+    router = build_router(cfg)
+    by_name = {r.name: r for r in router.routes}
+    tagged = by_name["sample_handlers:record_async"]
+    assert (tagged.is_async, tagged.timeout, tagged.max_concurrency) == (True, 2.5, 4)
+    http = by_name["http:http://127.0.0.1:9/"]
+    assert http.is_async and http.timeout is None  # its request timeout is its limit
+    consumer = build_consumer(cfg, router=router)
+    try:
+        assert consumer.processor.async_slots == 40
+    finally:
+        consumer.processor.store.close()
+
+
+def test_one_handler_listed_twice_with_other_limits_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[mns]\nendpoint = "http://127.0.0.1:1"\nqueue = "q"\n'
+        '[[handlers]]\nevents = ["AIVideoTagComplete"]\ncall = "m:f"\ntimeout = 5\n'
+        '[[handlers]]\nevents = ["AIMediaDNAComplete"]\ncall = "m:f"\ntimeout = 6\n'
+    )
+    with pytest.raises(ConfigError) as raised:
+        load(path, {})
+    assert "handlers[1].timeout" in str(raised.value) and str(path) in str(raised.value)

@@ -112,6 +112,13 @@ class ConsumerSection:
     max_deliveries: int = key(
         10, "a message delivered more often than this is dead-lettered", low=1, high=1000
     )
+    async_concurrency: int = key(
+        256,
+        "async handler calls running at once, on one event-loop thread (each holds its "
+        "message in flight, in addition to workers + prefetch)",
+        low=1,
+        high=100000,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +255,21 @@ class HandlerSection:
     name: str = key("", "a stable name for idempotency records; default: call or type+path/url")
     path: str = key("", "jsonl: the file to append to")
     url: str = key("", "http: where to POST each event")
-    timeout: float = key(10.0, "http: request timeout, seconds", low=0.1, high=600)
+    timeout: float = key(
+        0.0,
+        "seconds one call may take; 0: no limit. Past it an async handler is cancelled and "
+        "retried; a sync one, which a thread cannot safely stop, is logged and counted as an "
+        "overrun while it runs on. http: the request timeout (10 s when 0)",
+        low=0,
+        high=3600,
+    )
+    max_concurrency: int = key(
+        0,
+        "the most calls of this handler at once, across all workers (e.g. to stay under an "
+        "API's QPS); 0: no limit",
+        low=0,
+        high=100000,
+    )
     secret: str = key(
         "", "http: HMAC-SHA256 key for the X-VOD-Events-Signature header", secret=True
     )
@@ -613,6 +634,17 @@ def _check_handler_names(handlers: list[HandlerSection], reader: _Reader) -> Non
                 f"has the same name as handlers[{j}], {name!r}: names are idempotency keys, "
                 "so once one completed for an event the other would be skipped as done; "
                 "give one of them a distinct `name`",
+            )
+        if j != i and (handler.timeout, handler.max_concurrency) != (
+            handlers[j].timeout,
+            handlers[j].max_concurrency,
+        ):
+            raise reader.error(
+                f"handlers[{i}].timeout"
+                if handler.timeout != handlers[j].timeout
+                else f"handlers[{i}].max_concurrency",
+                f"differs from handlers[{j}], the same handler ({name!r}): one handler has "
+                "one timeout and one max_concurrency",
             )
         if j != i and handler.transactional != handlers[j].transactional:
             raise reader.error(

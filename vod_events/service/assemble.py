@@ -71,6 +71,9 @@ def build_router(config: Config) -> Router:
                 name=name,
                 allow_unknown=handler_config.allow_unknown_events,
                 transactional=handler_config.transactional,
+                # The http handler's own request timeout is its limit (see build_handler).
+                timeout=(handler_config.timeout or None) if handler_config.type != "http" else None,
+                max_concurrency=handler_config.max_concurrency or None,
             )
         except ValueError as exc:  # `from_dict` checked both already: a safety net
             raise config.error(label, str(exc)) from None
@@ -84,7 +87,7 @@ def build_handler(h: HandlerSection) -> tuple[Handler, str]:
     if h.type == "jsonl":
         return JsonlHandler(h.path), h.route_name
     if h.type == "http":
-        return HttpHandler(h.url, timeout=h.timeout, secret=h.secret), h.route_name
+        return HttpHandler(h.url, timeout=h.timeout or 10.0, secret=h.secret), h.route_name
     return LogHandler(), h.route_name
 
 
@@ -302,6 +305,7 @@ def build_processor(
             redelivery=RedeliveryBackoff(r.redelivery_initial, r.redelivery_max),
             max_deliveries=config.consumer.max_deliveries,
             context_source=context_source,
+            async_concurrency=config.consumer.async_concurrency,
             tracer=tracer,
         )
     except BaseException:
