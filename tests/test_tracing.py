@@ -342,6 +342,43 @@ def test_an_async_handler_span_is_a_child_of_its_delivery_and_current_inside(
     assert thread != threading.current_thread().name  # it ran on the loop's thread
 
 
+def test_an_async_handler_that_fails_or_times_out_has_it_on_its_span(
+    traced: Traced, tmp_path: Path
+) -> None:
+    router = Router()
+
+    @router.on("AIVideoTagComplete", name="fails")
+    async def fails(event: VodEvent, ctx: HandlerContext) -> None:
+        raise ValueError("bad tag")
+
+    @router.on("AIMediaDNAComplete", name="slow", timeout=0.05)
+    async def slow(event: VodEvent, ctx: HandlerContext) -> None:
+        await asyncio.sleep(5)
+
+    pipeline = processor(router, traced.tracer, tmp_path)
+    try:
+        failed = pipeline.process(message("job-1"))
+        dna = ReceivedMessage("id-dna", "h", event_body("job-2", "AIMediaDNAComplete"), 1, 0, 0, 0)
+        timed_out = pipeline.process(dna)
+    finally:
+        pipeline.close()
+
+    assert (failed.status, timed_out.status) == ("retry", "retry")
+    for span in traced.named("handle fails"):
+        assert span.status.status_code is StatusCode.ERROR
+        assert [e.attributes["exception.type"] for e in span.events if e.attributes] == [
+            "ValueError"
+        ]
+    cancelled = traced.named("handle slow")
+    assert len(cancelled) == 2  # attempts = 2: each try cancelled at its timeout
+    assert all(s.status.status_code is StatusCode.ERROR for s in cancelled)
+    for span in cancelled:
+        assert (span.status.description or "").startswith("HandlerTimeout: timed out after 0.05 s")
+        assert [e.attributes["exception.type"] for e in span.events if e.attributes] == [
+            "vod_events.processing.HandlerTimeout"
+        ]
+
+
 def test_the_http_handler_sends_the_traceparent_of_its_span(traced: Traced, tmp_path: Path) -> None:
     router = Router()
     with serve(App()) as app:
