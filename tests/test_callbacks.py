@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -147,6 +148,21 @@ def test_a_signed_seed_payload_is_decoded_and_handled(start: Start) -> None:
     assert context.dequeue_count == 1
     assert context.source == "http"
     assert receiver.server.processor.stats.get("handled") == 1
+
+
+def test_an_async_handler_is_awaited_before_the_callback_is_answered(start: Start) -> None:
+    receiver, router = start()
+    awaited: list[str] = []
+
+    async def later(event: VodEvent, context: HandlerContext) -> None:
+        await asyncio.sleep(0.05)
+        awaited.append(str(event.job_id))
+
+    router.add(later, name="later")
+    reply = receiver.post_signed((SAMPLES / "AIVideoTagComplete.seed002.json").read_bytes())
+
+    assert (reply.status, reply.text) == (200, "ok\n")  # answered after the await, not before
+    assert awaited == ["jd83k4184c0e47098a5b665e2aj3****"]
 
 
 def test_a_duplicate_is_not_handled_twice(start: Start) -> None:
