@@ -436,14 +436,10 @@ def check_tracing(config: Config, environ: Mapping[str, str] | None = None) -> F
     if "otlp" not in names:
         return ok("tracing", f"OpenTelemetry, exporter: {', '.join(names) or 'none'}")
     url = tracing_otel.otlp_endpoint(environ)
-    parts = urllib.parse.urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        socket.create_connection((parts.hostname or "", port), timeout=NETWORK_TIMEOUT).close()
-    except OSError as exc:
+    if problem := _connect_error(url):
         return warning(
             "tracing",
-            f"OTLP endpoint {redact_url(url)} is not reachable now: {exc.strerror or exc} "
+            f"OTLP endpoint {redact_url(url)} is not reachable now: {problem} "
             "(events are handled; their spans are dropped)",
             "start the collector, or set OTEL_EXPORTER_OTLP_ENDPOINT "
             "(or OTEL_TRACES_EXPORTER=console)",
@@ -588,15 +584,22 @@ def _postgres_store_finding(config: Config) -> Finding:
     return ok("dedupe", f"PostgreSQL {store.where} answers; {tables} are there")
 
 
-def _reachable(check: str, url: str) -> Finding:
+def _connect_error(url: str) -> str:
+    """Why a TCP connection to `url`'s host and port fails now; "" if it succeeds."""
     parts = urllib.parse.urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         socket.create_connection((parts.hostname or "", port), timeout=NETWORK_TIMEOUT).close()
     except OSError as exc:
+        return str(exc.strerror or exc)
+    return ""
+
+
+def _reachable(check: str, url: str) -> Finding:
+    if problem := _connect_error(url):
         return warning(
             check,
-            f"{redact_url(url)} is not reachable now: {exc.strerror or exc}",
+            f"{redact_url(url)} is not reachable now: {problem}",
             "start the application (events are retried until it answers), or fix the url",
         )
     return ok(check, f"{redact_url(url)} accepts connections")
