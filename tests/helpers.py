@@ -32,6 +32,7 @@ from psycopg import sql
 from vod_events.consumer import Consumer
 from vod_events.router import Router
 from vod_events.stats import Stats
+from vod_events.transports import ReceivedMessage
 from vod_events.transports.memory import MemoryBroker
 
 QUEUE = "vod-events"
@@ -50,6 +51,22 @@ def event_body(job: str, event_type: str = "AIVideoTagComplete", status: str = "
             "Message": "OK",
             "Data": json.dumps({"Keyword": [{"Tag": "cat", "Times": ["1000"]}]}),
         }
+    )
+
+
+def received(
+    job: str = "job-1", body: str | None = None, dequeue_count: int = 1
+) -> ReceivedMessage:
+    """A delivery of `event_body(job)` (or `body`) as a transport hands it to the processor,
+    without queue timestamps."""
+    return ReceivedMessage(
+        message_id=f"id-{job}",
+        receipt_handle="h",
+        body=event_body(job) if body is None else body,
+        dequeue_count=dequeue_count,
+        enqueue_time_ms=0,
+        first_dequeue_time_ms=0,
+        next_visible_time_ms=0,
     )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import event_body, wait_for
+from helpers import event_body, received, wait_for
 from test_consumer_mns import (
     KEY_ID,
     QUEUE,
@@ -71,15 +71,7 @@ class Gauge:
 
 
 def message(job: str = "job-1", dequeue_count: int = 1) -> ReceivedMessage:
-    return ReceivedMessage(
-        message_id=f"id-{job}",
-        receipt_handle="h",
-        body=event_body(job),
-        dequeue_count=dequeue_count,
-        enqueue_time_ms=0,
-        first_dequeue_time_ms=0,
-        next_visible_time_ms=0,
-    )
+    return received(job, dequeue_count=dequeue_count)
 
 
 def processor(router: Router, **kwargs: Any) -> Processor:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import structlog
 from callback_client import Receiver, callback_config
-from helpers import QUEUE, event_body, wait_for
+from helpers import QUEUE, event_body, received, wait_for
 from http_app import App, serve
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -102,15 +102,7 @@ def process_spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExpor
 
 
 def message(job: str = "job-1", body: str | None = None, dequeue_count: int = 2) -> ReceivedMessage:
-    return ReceivedMessage(
-        message_id=f"id-{job}",
-        receipt_handle="h",
-        body=event_body(job) if body is None else body,
-        dequeue_count=dequeue_count,
-        enqueue_time_ms=0,
-        first_dequeue_time_ms=0,
-        next_visible_time_ms=0,
-    )
+    return received(job, body, dequeue_count)
 
 
 def processor(router: Router, tracer: tracing.Tracer, tmp_path: Path, **kwargs: Any) -> Processor:
