@@ -3,6 +3,8 @@
     .venv/bin/python bench/chaos.py --events 3000 --kills 30 [--replicas 2 --dedupe redis]
     .venv/bin/python bench/chaos.py --events 3000 --kills 30 [--replicas 2 --dedupe postgres
         --transactional]
+    .venv/bin/python bench/chaos.py --events 3000 --kills 30 --async-handler [--replicas 2
+        --dedupe redis]
 
 The daemons run exactly as a user runs them: `python -m vod_events.consume` with a config that
 sets only what a user must (endpoint, queue, state directory, the handler; the Redis or
@@ -47,6 +49,14 @@ a call whose `end` line was written but whose process was SIGKILLed before the c
 no row (its transaction rolled back): the event's next run is not a second effect, and is
 reported apart ("ended runs rolled back"), not as a duplicate handler run.
 
+With `--async-handler` the handler is `async def` (chaos_handler.record_async): the same
+record and the same work times, the work an `asyncio.sleep`, awaited on the daemon's
+event-loop thread while its worker threads go on with other messages. The accounting and
+the bounds are the same: nothing lost, no duplicate handler run but one killed between the
+handler's return and the store recording it, the heartbeat keeping slow async handlers'
+messages. A transactional handler must be sync, so it does not combine with
+`--transactional`.
+
 `tests/test_chaos.py` runs a short version of it in `make test`.
 """
 
@@ -86,6 +96,7 @@ KEY_ID, SECRET = "chaos-key", "chaos-secret"
 HERE = Path(__file__).resolve().parent
 HANDLER = "chaos_handler:record"  # also the handler's name in idempotency keys (`call`)
 HANDLER_TX = "chaos_handler:record_tx"  # the same, transactional: one row per call
+HANDLER_ASYNC = "chaos_handler:record_async"  # the same, `async def`
 SCHEMA_PREFIX = "chaos_"  # + 16 hex digits: the run's own PostgreSQL schema
 MNS_DEFAULT_VISIBILITY = 30  # MNS's default VisibilityTimeout, and the local server's
 RECOVERY_MARGIN = 10.0  # crash recovery must take at most the visibility timeout + this
@@ -308,6 +319,14 @@ class LogLines:
 # ------------------------------------------------------------------------------ daemons
 
 
+def handler_for(*, transactional: bool = False, async_handler: bool = False) -> str:
+    """The daemons' `[[handlers]] call`, which is also the handler's name in idempotency
+    keys."""
+    if transactional and async_handler:
+        raise ValueError("a transactional handler must be sync: not both")
+    return HANDLER_TX if transactional else HANDLER_ASYNC if async_handler else HANDLER
+
+
 @dataclass
 class Daemon:
     process: subprocess.Popen[bytes]
@@ -336,9 +355,11 @@ def write_config(
     *,
     schema: str | None = None,
     transactional: bool = False,
+    handler: str | None = None,
 ) -> Path:
     """Only what a user must set: every other key is left at its default. `url`: the Redis
-    or PostgreSQL URL, for those backends; `schema`: the postgres store's."""
+    or PostgreSQL URL, for those backends; `schema`: the postgres store's; `handler`: the
+    `call` (by default `handler_for(transactional=transactional)`)."""
     lines = [
         "[mns]",
         f'endpoint = "{endpoint}"',
@@ -351,7 +372,7 @@ def write_config(
         *([f'schema = "{schema}"'] if dedupe == "postgres" and schema else []),
         "[[handlers]]",
         'events = ["*"]',
-        f'call = "{HANDLER_TX if transactional else HANDLER}"',
+        f'call = "{handler or handler_for(transactional=transactional)}"',
         *(["transactional = true"] if transactional else []),
     ]
     path = work / "chaos.toml"
@@ -381,9 +402,12 @@ def queue_left(admin: MNSTransport) -> int | None:
     return info.active_messages + info.inactive_messages + info.delay_messages
 
 
-def forget_dedupe_keys(redis_url: str, bodies: Iterable[str], message_ids: Iterable[str]) -> int:
+def forget_dedupe_keys(
+    redis_url: str, bodies: Iterable[str], message_ids: Iterable[str], handler: str = HANDLER
+) -> int:
     """Delete the Redis keys the daemons wrote for these bodies and messages, and no others
-    (no FLUSHDB: the database may hold anyone's data); returns how many existed.
+    (no FLUSHDB: the database may hold anyone's data); returns how many existed. `handler`:
+    the daemons' handler name (`call`).
 
     The daemon's config cannot set RedisStore's key prefix (a unique prefix per run would do
     better), so the names are rebuilt from the default prefix: one claim per (event,
@@ -403,7 +427,7 @@ def forget_dedupe_keys(redis_url: str, bodies: Iterable[str], message_ids: Itera
     keys = {f"{prefix}deferrals:{message_id}" for message_id in message_ids}
     for body in bodies:
         try:
-            keys.add(f"{prefix}{decode(body).dedupe_key}|{HANDLER}")
+            keys.add(f"{prefix}{decode(body).dedupe_key}|{handler}")
         except DecodeError:
             continue  # poison: never claimed
     names = sorted(keys)
@@ -587,6 +611,7 @@ class ChaosReport:
     seconds: float
     redis_keys_deleted: int | None = None
     postgres_schema: str | None = None  # the run's own, dropped at its end
+    async_handler: bool = False  # the handler was `async def` (chaos_handler.record_async)
     # --transactional: what the handler left in chaos_effects (no unique constraint)
     transactional: bool = False
     effects_rows: int | None = None  # SELECT count(*)
@@ -681,6 +706,7 @@ def run_chaos(
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/test",
     postgres_schema: str | None = None,
     transactional: bool = False,
+    async_handler: bool = False,
     visibility_timeout: int = MNS_DEFAULT_VISIBILITY,
     slow_events: int | None = None,
     duplicated: int | None = None,
@@ -694,9 +720,11 @@ def run_chaos(
     random kill. `slow_events` / `duplicated` default to 1 in 300 / 1 in 50 events.
     dedupe "postgres": the store's tables in `postgres_schema` at `postgres_url`, a schema of
     the run's own (`run_schema`); `transactional`: the transactional handler, counted by its
-    rows in that schema's chaos_effects."""
+    rows in that schema's chaos_effects; `async_handler`: the `async def` handler (not with
+    `transactional`)."""
     if transactional and dedupe != "postgres":
         raise ValueError("a transactional handler needs dedupe='postgres'")
+    handler = handler_for(transactional=transactional, async_handler=async_handler)
     rng = random.Random(seed)
     work = work or Path(tempfile.mkdtemp(prefix="vod-events-chaos-"))
     logs = work / "logs"
@@ -744,6 +772,7 @@ def run_chaos(
             postgres_url if dedupe == "postgres" else redis_url,
             schema=postgres_schema,
             transactional=transactional,
+            handler=handler,
         )
         dead_dir = load(config_path, env).dead_letter_dir
         server.set_faults(fault_rate=fault_rate, latency_ms=latency_ms)
@@ -812,7 +841,8 @@ def run_chaos(
     lines = LogLines.read(sorted(logs.iterdir()))
     if dedupe == "redis":
         ids = {s.message_id for s in sent} | {c.message_id for c in calls.all} | lines.deferred
-        redis_deleted = forget_dedupe_keys(redis_url, [o.body for o in outgoing] + late, ids)
+        bodies = [o.body for o in outgoing] + late
+        redis_deleted = forget_dedupe_keys(redis_url, bodies, ids, handler)
 
     sent_jobs = {s.job for s in sent if s.job}
     job_list = sorted(sent_jobs)
@@ -880,6 +910,7 @@ def run_chaos(
         seconds=round(time.monotonic() - began, 1),
         redis_keys_deleted=redis_deleted,
         postgres_schema=postgres_schema,
+        async_handler=async_handler,
         transactional=transactional,
         effects_rows=None if effects is None else effects.rows,
         effects_events=None if effects is None else effects.jobs,
@@ -1102,8 +1133,9 @@ def markdown_row(command: str, report: ChaosReport, fault_rate: float) -> str:
                 duplicates += f" (SIGKILL {gaps} after the handler returned)"
             if r.rolled_back_not_by_kill:
                 duplicates += f", {r.rolled_back_not_by_kill} not by a kill"
+    run = f"`{command}`" + (" (async handler)" if r.async_handler else "")
     return (
-        f"| `{command}` | {r.enqueued_events} + {r.enqueued_poison} | {r.kills} "
+        f"| {run} | {r.enqueued_events} + {r.enqueued_poison} | {r.kills} "
         f"({r.kills_during_slow_handlers} during slow handlers) | {fault_rate:.0%} "
         f"| {handled} | {r.lost} | {duplicates} | {poison} "
         f"| {r.queue_left} | {r.crash_recovery_max} s ({r.crash_recoveries}) "
@@ -1168,6 +1200,12 @@ def main() -> int:
         "without a unique constraint; the rows must be exactly one per event",
     )
     parser.add_argument(
+        "--async-handler",
+        action="store_true",
+        help=f"the handler is `async def` ({HANDLER_ASYNC}), awaited on the daemons' event "
+        "loop; not with --transactional",
+    )
+    parser.add_argument(
         "--postgres-url",
         default=os.environ.get("VOD_EVENTS_TEST_POSTGRES")
         or "postgresql://postgres@127.0.0.1:5432/test",
@@ -1191,6 +1229,11 @@ def main() -> int:
     parser.add_argument("--handler-ms", type=int, default=20, help="mean handler time")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
+    if args.async_handler and args.transactional:
+        parser.error(
+            "--async-handler and --transactional do not combine: a transactional handler "
+            "must be sync (ctx.db is a blocking connection; an async one is refused at start-up)"
+        )
     if args.transactional and args.dedupe != "postgres":
         parser.error("--transactional needs --dedupe postgres")
     with contextlib.ExitStack() as stack:
@@ -1213,6 +1256,7 @@ def main() -> int:
             postgres_url=postgres_url,
             postgres_schema=schema,
             transactional=args.transactional,
+            async_handler=args.async_handler,
             visibility_timeout=args.visibility_timeout,
             handler_ms=args.handler_ms,
         )

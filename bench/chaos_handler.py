@@ -22,13 +22,21 @@ a SIGKILL during the work finds an uncommitted row. The row commits together wit
 store's record of the handler's completion, or not at all: an `end` line whose call was
 then SIGKILLed before the commit has no row, and the next run of that event is not a
 second effect. The rows, not the `end` lines, are what this handler did.
+
+`record_async` is the same handler as `record`, `async def`: the daemon awaits it on its
+event-loop thread, and its "work" is an `asyncio.sleep` of the same length, so a worker
+thread does not wait for it. Its lines are written the same way, from that thread; a call
+cancelled at shutdown writes no `end`, like one cut short by a SIGKILL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from psycopg import sql
@@ -64,19 +72,33 @@ def effects_table(schema: str) -> sql.Composed:
 _INSERT = "INSERT INTO {} (job, message_id, pid, at) VALUES (%s, %s, %s, clock_timestamp())"
 
 
-def _run(event: Any, ctx: Any, effect: bool) -> None:
+@contextmanager
+def _recorded(event: Any, ctx: Any) -> Iterator[str]:
+    """Write the call's `start` line, then its `end` line once the block completes (not if
+    it raises, nor if it is cut short); yields the job id."""
     job = str(event.job_id)
     where = f"{job}\t{ctx.message_id}\t{ctx.dequeue_count}\t{os.getpid()}"
     _write(f"start\t{where}\t{time.time():.3f}\n")
-    if effect:
-        table = sql.Identifier(os.environ["CHAOS_SCHEMA"], "chaos_effects")
-        ctx.db.execute(sql.SQL(_INSERT).format(table), (job, ctx.message_id, os.getpid()))
-    time.sleep(work_seconds(job))
+    yield job
     _write(f"end\t{where}\t{time.time():.3f}\n")
+
+
+def _run(event: Any, ctx: Any, effect: bool) -> None:
+    with _recorded(event, ctx) as job:
+        if effect:
+            table = sql.Identifier(os.environ["CHAOS_SCHEMA"], "chaos_effects")
+            ctx.db.execute(sql.SQL(_INSERT).format(table), (job, ctx.message_id, os.getpid()))
+        time.sleep(work_seconds(job))
 
 
 def record(event: Any, ctx: Any) -> None:
     _run(event, ctx, effect=False)
+
+
+async def record_async(event: Any, ctx: Any) -> None:
+    """`record`, awaited on the daemon's event loop: its work is an `asyncio.sleep`."""
+    with _recorded(event, ctx) as job:
+        await asyncio.sleep(work_seconds(job))
 
 
 def record_tx(event: Any, ctx: Any) -> None:

@@ -13,12 +13,14 @@ longer than it - keep the run short; the daemons use whatever the queue has, as 
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections import Counter
 from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import pg_query
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -35,6 +37,7 @@ from chaos import (
     split_ends,
 )
 
+BENCH = Path(__file__).resolve().parent.parent / "bench"
 KILLS = 6
 
 
@@ -77,6 +80,32 @@ def check(report: ChaosReport) -> None:
 
 def test_sigkill_chaos_with_sqlite_dedupe(tmp_path: Path) -> None:
     check(short_run(tmp_path))
+
+
+def test_sigkill_chaos_with_an_async_handler(tmp_path: Path) -> None:
+    """The same run with an `async def` handler (chaos_handler.record_async), awaited on the
+    daemon's event loop while its workers go on: the same guarantees, slow async calls kept
+    by the heartbeat past the visibility timeout, SIGKILLs cutting short calls that no
+    worker waits for."""
+    report = short_run(tmp_path, async_handler=True)
+    check(report)
+    assert report.async_handler
+    assert report.handler_calls_cut_short >= 1
+
+
+def test_an_async_handler_cannot_be_transactional() -> None:
+    with pytest.raises(ValueError, match="must be sync"):
+        run_chaos(events=1, kills=0, dedupe="postgres", transactional=True, async_handler=True)
+    flags = ["--dedupe", "postgres", "--transactional", "--async-handler"]
+    refused = subprocess.run(
+        [sys.executable, str(BENCH / "chaos.py"), *flags],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "a transactional handler must be sync" in refused.stderr
 
 
 def test_sigkill_chaos_two_replicas_sharing_redis(tmp_path: Path, redis_url: str) -> None:
