@@ -328,6 +328,45 @@ def test_async_calls_run_far_beyond_the_worker_threads_and_all_are_deleted(
     assert client(server).queue_info().inactive_messages == 0  # every one deleted
 
 
+def test_duplicates_of_running_async_calls_do_not_hold_the_workers(
+    server: LocalMNSServer, tmp_path: Path, running: Callable[..., Running]
+) -> None:
+    """More duplicates of this process's own running async calls than there are workers:
+    each must wait for its first copy without a worker, since finishing that copy (recording
+    its completion) needs a free worker. Blocking the workers stalled everything for
+    own_claim_wait (20 s)."""
+    gauge = Gauge()
+
+    async def handler(event: VodEvent, ctx: HandlerContext) -> None:
+        gauge.enter()
+        try:
+            await asyncio.sleep(1.0)
+        finally:
+            gauge.leave()
+
+    pairs = 6
+    sender = client(server)
+    sender.send_batch([event_body(f"job-{i}") for i in range(pairs)])
+    cfg = config(server, tmp_path, consumer={"workers": 2})
+    router = build_router(cfg)
+    router.add(handler, name="async")
+    consumer = running(cfg, router)
+    wait_for(lambda: gauge.now == pairs, timeout=10, what="every first copy running")
+    sender.send_batch([event_body(f"job-{i}") for i in range(pairs)])  # their duplicates
+    counters = consumer.consumer.stats.snapshot
+    # Seconds, not the 20 s of own_claim_wait: the first copies end after 1 s, and the
+    # duplicates are recognised as soon as their completions are recorded.
+    wait_for(
+        lambda: (
+            counters().counters["handled"] == pairs and counters().counters["duplicates"] == pairs
+        ),
+        timeout=10,
+        what="first copies handled, duplicates recognised",
+    )
+    assert consumer.stop() == EXIT_OK
+    assert gauge.calls == pairs
+
+
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_max_concurrency_holds_a_handler_to_its_limit(
     kind: str, server: LocalMNSServer, tmp_path: Path, running: Callable[..., Running]

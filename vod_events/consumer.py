@@ -55,6 +55,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 import structlog
 
@@ -79,6 +80,7 @@ log = structlog.get_logger("vod_events.consumer")
 MAX_BATCH = 16  # MNS's limit for batch receive and batch delete
 # Longest a poller waits for a fuller batch of free slots once one is free (see `Slots`).
 POLL_PATIENCE_SECONDS = 0.05
+RESUMED: Literal["resumed"] = "resumed"  # on the work queue: an ended async call is waiting
 # At shutdown, how long async calls cancelled at shutdown_timeout get to hand their messages back.
 CANCEL_GRACE_SECONDS = 2.0
 # MNS's default VisibilityTimeout: what an extension buys while the queue's is unknown.
@@ -378,8 +380,11 @@ class Consumer:
         # The extenders wait here for the next record to fall due; a new record wakes them.
         self._schedule = threading.Condition(self._inflight_lock)
         self._clock = VisibilityClock()
-        # A new message (Pending None), a message whose async call has ended, or None: stop.
-        self._work: queue.SimpleQueue[tuple[InFlight, Pending | None] | None] = queue.SimpleQueue()
+        # New messages, RESUMED (a message whose async call has ended is waiting in
+        # `_resumed`: wake up for it) or None (stop). Ended calls go first: finishing one
+        # frees its slot and records its completion, which duplicates may be waiting for.
+        self._work: queue.SimpleQueue[InFlight | Literal["resumed"] | None] = queue.SimpleQueue()
+        self._resumed: queue.SimpleQueue[tuple[InFlight, Pending]] = queue.SimpleQueue()
         # Messages that have started an async call and not reached their outcome yet.
         self._awaiting: set[InFlight] = set()
         self._awaiting_done = threading.Condition()
@@ -469,22 +474,19 @@ class Consumer:
         self._join(self._threads("poller"), timeout=10.0)
 
         deadline = time.monotonic() + s.shutdown_timeout
-        released = 0
-        resumed: list[tuple[InFlight, Pending | None]] = []
+        released = wakeups = 0
         while True:  # hand back what no worker has started yet
             try:
                 item = self._work.get_nowait()
             except queue.Empty:
                 break
-            if item is None:
-                continue
-            if item[1] is None:
-                self._release(item[0])
+            if isinstance(item, InFlight):
+                self._release(item)
                 released += 1
-            else:  # its async call has ended: a worker finishes it
-                resumed.append(item)
-        for item in resumed:
-            self._work.put(item)
+            elif item == RESUMED:
+                wakeups += 1
+        for _ in range(wakeups):  # ended async calls: workers still finish them
+            self._work.put(RESUMED)
         if released:
             log.info("handed back unstarted messages", count=released)
 
@@ -733,7 +735,7 @@ class Consumer:
             empty_streak = 0
             self.stats.incr("received", len(messages))
             for entry in self._track(messages, sent, sent_ms):
-                self._work.put((entry, None))
+                self._work.put(entry)
 
     def _notify_ready(self) -> None:
         if self.on_ready is not None and self._ready_once.acquire(blocking=False):
@@ -743,10 +745,15 @@ class Consumer:
 
     def _worker_loop(self) -> None:
         while True:
-            item = self._work.get()
-            if item is None:
-                return
-            entry, pending = item
+            try:
+                entry, pending = self._resumed.get_nowait()
+            except queue.Empty:
+                item = self._work.get()
+                if item is None:
+                    return
+                if item == RESUMED:
+                    continue  # take it from `_resumed`, unless another worker was first
+                entry, pending = item, None
             if pending is None:
                 if self.stopping.is_set():
                     self._release(entry)
@@ -767,7 +774,12 @@ class Consumer:
         (from the loop's thread) when the call ends."""
         with self._awaiting_done:
             self._awaiting.add(entry)
-        pending.when_done(lambda: self._work.put((entry, pending)))
+
+        def ended() -> None:
+            self._resumed.put((entry, pending))
+            self._work.put(RESUMED)
+
+        pending.when_done(ended)
 
     def _awaited(self, entry: InFlight) -> None:
         with self._awaiting_done:

@@ -34,6 +34,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import inspect
 import math
 import threading
@@ -66,6 +67,7 @@ MAX_REASON = 500  # characters of an exception's text kept in a dead letter's re
 # later than that claim's lease): a duplicate is resolved within seconds of its first copy.
 DEFER_INITIAL = 1
 DEFER_MAX = 8
+OWN_CLAIM_POLL_SECONDS = 0.02  # how often a duplicate waiting on the loop looks again
 
 
 class OutcomeStatus(StrEnum):
@@ -128,6 +130,12 @@ class Pending:
 
     def wait(self) -> None:
         concurrent.futures.wait([self._future])
+
+    def error(self) -> BaseException | None:
+        """Once done: the call's exception (CancelledError if it was cancelled), or None."""
+        if self._future.cancelled():
+            return asyncio.CancelledError("cancelled at shutdown")
+        return self._future.exception()
 
 
 TransactionFactory = Callable[[str], AbstractContextManager[Any]]
@@ -233,13 +241,7 @@ class Processor:
 
     def resume(self, pending: Pending) -> Outcome | Pending:
         """Go on with a delivery whose async call has ended (see `begin`). Never raises."""
-        future = pending._future
-        error = (
-            asyncio.CancelledError("cancelled at shutdown")
-            if future.cancelled()
-            else future.exception()
-        )
-        return self._advance(pending._steps, pending._delivery, error)
+        return self._advance(pending._steps, pending._delivery, pending.error())
 
     def cancel_async(self) -> int:
         """Cancel every async handler call still running (shutdown_timeout has run out); how
@@ -311,7 +313,7 @@ class Processor:
         ran = 0
         for route in routes:
             key = f"{event.dedupe_key}|{route.name}"
-            claim = self._claim(key)
+            claim = yield from self._claim(key)
             if claim.state is ClaimState.COMPLETED:
                 continue
             if claim.state is ClaimState.IN_PROGRESS:
@@ -337,9 +339,14 @@ class Processor:
         log.debug("handled")
         return Outcome(OutcomeStatus.HANDLED, delete=True)
 
-    def _claim(self, key: str) -> Claim:
+    def _claim(self, key: str) -> Generator[AsyncCall, BaseException | None, Claim]:
         """Claim `key`; when another thread of this process holds it, wait for that thread
-        (up to `own_claim_wait`) instead of handing the duplicate back to the queue."""
+        (up to `own_claim_wait`) instead of handing the duplicate back to the queue.
+
+        With async handlers in the router, the wait is a call on the event loop, not a
+        blocked worker: the claim may be held by an async call whose completion a free
+        worker must record, and duplicates blocking every worker would wait for it in vain
+        (docs/design.md rule 16)."""
         claim = self.store.claim(key)
         deadline = time.monotonic() + self.own_claim_wait
         while claim.state is ClaimState.IN_PROGRESS and claim.mine:
@@ -347,9 +354,19 @@ class Processor:
             if remaining <= 0 or self.stopping.is_set():
                 break
             # In slices, so that a shutdown is noticed.
-            self.store.wait_for(key, min(remaining, 1.0))
+            if self.router.has_async:
+                yield AsyncCall(functools.partial(self._released, key, min(remaining, 1.0)))
+            else:
+                self.store.wait_for(key, min(remaining, 1.0))
             claim = self.store.claim(key)
         return claim
+
+    async def _released(self, key: str, timeout: float) -> None:
+        """Wait on the loop until this process no longer holds `key`, at most `timeout` s."""
+        end = time.monotonic() + timeout
+        # wait_for(key, 0) only looks at the store's in-memory record of held claims.
+        while not self.store.wait_for(key, 0) and time.monotonic() < end:
+            await asyncio.sleep(OWN_CLAIM_POLL_SECONDS)
 
     def _defer(self, message: ReceivedMessage, claim: Claim, route: Route, log: Log) -> Outcome:
         """Hand back a delivery whose handler is running elsewhere: soon, and sooner still
