@@ -9,10 +9,14 @@
     renewer: renew the idempotency claims every `renew_interval(store)`
 
 Threads and what they own:
-- Pollers (`pollers`) long-poll with BatchReceiveMessage for min(16, free slots) messages,
-  so at most `workers + prefetch` messages are in flight, and poll again as soon as slots
-  free up (a quarter of the capacity, at most 16, or any 50 ms after the first) — never
-  waiting for a whole batch (docs/design.md rule 1).
+- Pollers long-poll with BatchReceiveMessage for min(16, free slots) messages, so at most
+  `workers + prefetch` messages are in flight, and poll again as soon as slots free up (a
+  quarter of the capacity, at most 16, or any 50 ms after the first) — never waiting for a
+  whole batch (docs/design.md rule 1). `pollers = N` runs N of them, all polling;
+  `pollers = "auto"` (the default) starts 16, and a `PollerPolicy` (polling.py), told what
+  each receive saw, decides how many poll now: more while full batches come back and the
+  workers run dry, fewer when the workers are behind, the queue is dry, or MNS refuses long
+  polls (its per-IP cap). The others wait in `_may_poll`.
 - Workers (`workers`) run the `Processor` on one message at a time, and hand back the
   messages that are not to be deleted.
 - Deleters (`deleters`) batch successful messages into BatchDeleteMessage calls.
@@ -45,16 +49,26 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 import structlog
 
 from vod_events.backoff import ExponentialBackoff
 from vod_events.dedupe import renew_interval
+from vod_events.polling import (
+    AUTO,
+    PollerPolicy,
+    Receipt,
+    auto_deleters,
+    auto_prefetch,
+    poller_threads,
+)
 from vod_events.processing import Outcome, Processor
 from vod_events.stats import Stats
 from vod_events.transports import (
@@ -83,8 +97,13 @@ EXTEND_RETRY_SECONDS = 0.5
 # A record whose handle another thread is using is looked at again this soon.
 BUSY_RETRY_SECONDS = 0.05
 DELETE_ATTEMPTS = 5
+# A poller that waited longer than this for free slots found them short (the workers are
+# the bottleneck, not the pollers).
+SLOTS_SHORT_SECONDS = 0.005
 # First deliveries remembered to bound how far the server's clock is ahead of ours.
 CLOCK_SAMPLES = 32
+
+DERIVED = -1  # a ConsumerSettings count derived from the others (the config's "auto")
 
 # Exit codes of `Consumer.run`.
 EXIT_OK = 0
@@ -107,18 +126,29 @@ class ConsumerSettings:
     delete_flush_seconds: longest a successful message waits for its batch to fill.
     release_visibility: seconds before a received-but-unstarted message returns at shutdown.
     extenders: threads extending visibility (each with its own connection).
+
+    `prefetch`, `deleters` and `extenders` left at DERIVED (the config's "auto") are derived
+    when the settings are made (vod_events/polling.py): then they are plain numbers.
     """
 
-    pollers: int = 2
+    pollers: int | Literal["auto"] = AUTO
     workers: int = 16
-    prefetch: int = 16
+    prefetch: int = DERIVED
     wait_seconds: int = 20
     shutdown_timeout: float = 30.0
-    deleters: int = 2
+    deleters: int = DERIVED
     delete_flush_seconds: float = 0.05
     release_visibility: int = 1
     visibility_timeout: int | None = None
-    extenders: int = 2
+    extenders: int = DERIVED
+
+    def __post_init__(self) -> None:
+        if self.prefetch == DERIVED:
+            object.__setattr__(self, "prefetch", auto_prefetch(self.pollers))
+        if self.deleters == DERIVED:
+            object.__setattr__(self, "deleters", auto_deleters(self.pollers))
+        if self.extenders == DERIVED:
+            object.__setattr__(self, "extenders", 2)
 
 
 @dataclass(slots=True, eq=False)
@@ -383,6 +413,11 @@ class Consumer:
         self._transports_lock = threading.Lock()
         self._poller_transports: list[Transport] = []
         self.threads: list[threading.Thread] = []
+        # How many pollers poll now (vod_events/polling.py); asked and told under `_polling`.
+        self._policy = PollerPolicy(
+            poller_threads(s.pollers), s.wait_seconds, pinned=s.pollers != AUTO
+        )
+        self._polling = threading.Condition()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -429,14 +464,17 @@ class Consumer:
             self._spawn(f"deleter-{i}", self._deleter_loop)
         for i in range(s.workers):
             self._spawn(f"worker-{i}", self._worker_loop)
-        for i in range(s.pollers):
-            self._spawn(f"poller-{i}", self._poller_loop)
+        for i in range(poller_threads(s.pollers)):
+            self._spawn(f"poller-{i}", functools.partial(self._poller_loop, i))
         log.info(
             "consumer started",
             queue=self.queue_name,
             endpoint=transport.endpoint,
             pollers=s.pollers,
             workers=s.workers,
+            prefetch=s.prefetch,
+            deleters=s.deleters,
+            extenders=s.extenders,
             visibility_timeout=self._extension_seconds(),
         )
         return EXIT_OK
@@ -524,6 +562,16 @@ class Consumer:
     def active(self) -> int:
         """Messages received and not yet finished by a worker (bounded by workers + prefetch)."""
         return self.settings.workers + self.settings.prefetch - self._slots.free
+
+    @property
+    def pollers_active(self) -> int:
+        """Pollers polling now: the policy's choice with `pollers = "auto"`, else all."""
+        return self._policy.active
+
+    @property
+    def long_polls_refused(self) -> int:
+        """Long polls the queue answered at once with nothing (MNS's per-IP cap)."""
+        return self._policy.refusals
 
     def alive(self) -> bool:
         """Liveness: every thread running and no crash."""
@@ -645,7 +693,9 @@ class Consumer:
 
     # ---------------------------------------------------------------- poll
 
-    def _poller_loop(self) -> None:
+    def _poller_loop(self, index: int = 0) -> None:
+        """Poller `index`: polls while the policy's `active` exceeds it (all of them when
+        `pollers` is a number), else waits for it to."""
         s = self.settings
         errors = ExponentialBackoff(initial=0.5, maximum=30.0)
         empty = ExponentialBackoff(initial=0.2, maximum=5.0)
@@ -654,7 +704,11 @@ class Consumer:
         with self._transports_lock:
             self._poller_transports.append(transport)
         while not self.stopping.is_set():
+            if not self._may_poll(index):
+                continue
+            asked = time.monotonic()
             wanted = self._slots.take_up_to(MAX_BATCH, self.stopping)
+            short = wanted < MAX_BATCH or time.monotonic() - asked > SLOTS_SHORT_SECONDS
             if self.stopping.is_set():
                 self._slots.give_back(wanted)
                 break
@@ -697,6 +751,8 @@ class Consumer:
             error_streak = 0
             self._notify_ready()
             self._slots.give_back(wanted - len(messages))
+            waiting = self._work.qsize()  # received before, not started yet
+            self._observe(Receipt(wanted, len(messages), self.last_poll - sent, short, waiting))
             if not messages:
                 self.stats.incr("empty_polls")
                 elapsed = self.last_poll - sent
@@ -712,6 +768,23 @@ class Consumer:
             self.stats.incr("received", len(messages))
             for entry in self._track(messages, sent, sent_ms):
                 self._work.put(entry)
+
+    def _may_poll(self, index: int) -> bool:
+        """Whether poller `index` is to poll now; if not, wait a while for that first."""
+        with self._polling:
+            if index < self._policy.active:
+                return True
+            self._polling.wait(timeout=0.5)  # woken when `active` grows
+            return index < self._policy.active
+
+    def _observe(self, receipt: Receipt) -> None:
+        with self._polling:
+            before = self._policy.active
+            after = self._policy.observe(receipt)
+            if after > before:
+                self._polling.notify_all()
+        if after != before:
+            log.debug("pollers", active=after, refused=self._policy.refused(receipt))
 
     def _notify_ready(self) -> None:
         if self.on_ready is not None and self._ready_once.acquire(blocking=False):
