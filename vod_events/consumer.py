@@ -13,10 +13,11 @@ Threads and what they own:
   `workers + prefetch` messages are in flight, and poll again as soon as slots free up (a
   quarter of the capacity, at most 16, or any 50 ms after the first) — never waiting for a
   whole batch (docs/design.md rule 1). `pollers = N` runs N of them, all polling;
-  `pollers = "auto"` (the default) starts 16, and a `PollerPolicy` (polling.py), told what
-  each receive saw, decides how many poll now: more while full batches come back and the
-  workers run dry, fewer when the workers are behind, the queue is dry, or MNS refuses long
-  polls (its per-IP cap). The others wait in `_may_poll`.
+  with `pollers = "auto"` (the default) a `PollerPolicy` (polling.py), told what each
+  receive saw, decides how many of at most 16 poll now: more while full batches come back
+  and the workers run dry, fewer when the workers are behind, the queue is dry, or MNS
+  refuses long polls (its per-IP cap). A poller thread starts when the policy first wants
+  it; one it wants no more waits in `_may_poll`.
 - Workers (`workers`) run the `Processor` on one message at a time, and hand back the
   messages that are not to be deleted.
 - Deleters (`deleters`) batch successful messages into BatchDeleteMessage calls.
@@ -424,6 +425,7 @@ class Consumer:
             poller_threads(s.pollers), s.wait_seconds, pinned=s.pollers != AUTO
         )
         self._polling = threading.Condition()
+        self._pollers_started = 0  # poller threads: started as the policy first wants them
         # The extenders' schedule: (due, seq, record), the earliest first; an entry whose
         # record's `due` has changed since, or that is finished, is stale and skipped.
         self._due_heap: list[tuple[float, int, InFlight]] = []
@@ -474,8 +476,7 @@ class Consumer:
             self._spawn(f"deleter-{i}", self._deleter_loop)
         for i in range(s.workers):
             self._spawn(f"worker-{i}", self._worker_loop)
-        for i in range(poller_threads(s.pollers)):
-            self._spawn(f"poller-{i}", functools.partial(self._poller_loop, i))
+        self._start_pollers(self._policy.active)
         log.info(
             "consumer started",
             queue=self.queue_name,
@@ -799,6 +800,20 @@ class Consumer:
                 self._polling.notify_all()
         if after != before:
             log.debug("pollers", active=after, refused=self._policy.refused(receipt))
+        if after > self._pollers_started and not self.stopping.is_set():
+            self._start_pollers(after)
+
+    def _start_pollers(self, count: int) -> None:
+        """Start poller threads up to `count`: a thread the policy never wanted costs nothing
+        (no stack, no malloc arena, no wake-ups)."""
+        with self._polling:
+            first, self._pollers_started = (
+                self._pollers_started,
+                max(self._pollers_started, count),
+            )
+            new = range(first, self._pollers_started)
+        for i in new:
+            self._spawn(f"poller-{i}", functools.partial(self._poller_loop, i))
 
     def _notify_ready(self) -> None:
         if self.on_ready is not None and self._ready_once.acquire(blocking=False):
