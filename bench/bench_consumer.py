@@ -793,7 +793,9 @@ def throughput_chart(rows: list[dict[str, Any]], latency_ms: float) -> Path:
     axes.bar_label(bars, labels=[f"{rate:,.0f}" for rate in rates], padding=3, fontsize=8)
     axes.set_xscale("log")
     axes.set_xlabel("messages/s (log scale)")
-    axes.set_title(f"Throughput by scenario, {latency_ms:g} ms added latency per MNS request")
+    axes.set_title(
+        f"Throughput by scenario, {latency_ms:g} ms added per MNS request (unless labelled)"
+    )
     axes.set_xlim(right=max(rates) * 4)
     figure.tight_layout()
     path = RESULTS / "consumer_throughput.png"
