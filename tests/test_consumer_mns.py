@@ -434,6 +434,7 @@ def test_auto_pollers_ramp_up_with_a_backlog_and_back_off_when_long_polls_are_re
     server.set_faults(max_long_polls=1)  # one long poll may wait; the others are refused
     wait_for(lambda: consumer.pollers_active == 1, timeout=30, what="back off to one poller")
     assert consumer.long_polls_refused >= 1
+    assert consumer.stats.get("refused_polls") >= 1  # /metrics: long_polls_refused_total
     queue.send_message(Message(event_body("after-the-back-off")))
     wait_for(lambda: consumer.stats.get("deleted") == backlog + 1, timeout=10)
     assert running.stop() == EXIT_OK

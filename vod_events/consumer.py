@@ -798,8 +798,11 @@ class Consumer:
             after = self._policy.observe(receipt)
             if after > before:
                 self._polling.notify_all()
+        refused = self._policy.refused(receipt)
+        if refused:
+            self.stats.incr("refused_polls")
         if after != before:
-            log.debug("pollers", active=after, refused=self._policy.refused(receipt))
+            log.debug("pollers", active=after, refused=refused)
         if after > self._pollers_started and not self.stopping.is_set():
             self._start_pollers(after)
 
