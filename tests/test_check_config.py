@@ -71,7 +71,7 @@ def test_prints_the_effective_config_as_toml_with_secrets_masked(
     assert printed["handlers"][0]["secret"] == SECRET_MASK
     assert printed["handlers"][0]["url"] == "http://127.0.0.1:8080/vod"
     assert printed["consumer"]["workers"] == 4
-    assert printed["consumer"]["pollers"] == 2  # defaults are filled in
+    assert printed["consumer"]["pollers"] == "auto"  # defaults are filled in
     assert ACCESS_SECRET not in out
     assert HMAC_SECRET not in out
 

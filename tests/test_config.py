@@ -207,6 +207,50 @@ def test_environment_errors_name_the_variable_the_key_and_the_value(tmp_path: Pa
     )
 
 
+def test_pollers_prefetch_deleters_take_auto_or_a_number(tmp_path: Path) -> None:
+    """`pollers`, `prefetch` and `deleters` are "auto" by default (any case), or a number in
+    range; anything else names the key and the file, or the variable."""
+    path = tmp_path / "cfg.toml"
+    path.write_text(MINIMAL + '[consumer]\npollers = "AUTO"\nprefetch = 8\n')
+    config = load(path, {})
+    assert (config.consumer.pollers, config.consumer.prefetch) == ("auto", 8)
+    assert config.consumer.deleters == "auto"
+    config = load(
+        path, {"VOD_EVENTS_CONSUMER_POLLERS": "3", "VOD_EVENTS_CONSUMER_DELETERS": "auto"}
+    )
+    assert (config.consumer.pollers, config.consumer.deleters) == (3, "auto")
+    bad = tmp_path / "bad.toml"
+    assert error_of(tmp_path, MINIMAL + '[consumer]\npollers = "many"\n') == (
+        f"{bad}, key 'consumer.pollers': must be \"auto\" or an integer, got 'many'"
+    )
+    assert error_of(tmp_path, MINIMAL + "[consumer]\npollers = 0\n") == (
+        f"{bad}, key 'consumer.pollers': must be in 1..64, got 0"
+    )
+    assert error_of(tmp_path, MINIMAL + "[consumer]\ndeleters = true\n") == (
+        f"{bad}, key 'consumer.deleters': must be \"auto\" or an integer, got True"
+    )
+    assert error_of(tmp_path, MINIMAL, {"VOD_EVENTS_CONSUMER_PREFETCH": "lots"}) == (
+        "environment variable VOD_EVENTS_CONSUMER_PREFETCH, key 'consumer.prefetch': "
+        "must be \"auto\" or an integer, got 'lots'"
+    )
+
+
+def test_consumer_settings_derive_what_is_auto(tmp_path: Path) -> None:
+    from vod_events.consumer import ConsumerSettings
+    from vod_events.polling import AUTO_MAX_POLLERS
+    from vod_events.service.assemble import consumer_settings
+
+    path = tmp_path / "cfg.toml"
+    path.write_text(MINIMAL)
+    s = consumer_settings(load(path, {}))
+    assert s.pollers == "auto"
+    assert (s.prefetch, s.deleters) == (16 * AUTO_MAX_POLLERS, AUTO_MAX_POLLERS // 2)
+    path.write_text(MINIMAL + "[consumer]\npollers = 2\n")
+    s = consumer_settings(load(path, {}))
+    assert (s.pollers, s.prefetch, s.deleters, s.extenders) == (2, 32, 2, 2)
+    assert ConsumerSettings(pollers=1, workers=4).prefetch == 16  # pinned: 16 per poller
+
+
 # ------------------------------------------------------------------ precedence
 
 
@@ -222,7 +266,7 @@ def test_environment_beats_file_beats_defaults(tmp_path: Path) -> None:
     config = load(path, environ)
     assert config.consumer.workers == 32  # environment over file
     assert config.consumer.pollers == 3  # file over default
-    assert config.consumer.prefetch == 16  # default
+    assert config.consumer.prefetch == "auto"  # default
     assert config.retry.initial_wait == 0.5  # environment over default
     assert config.retry.max_wait == 1.5
     assert config.mns.queue == "from-env"

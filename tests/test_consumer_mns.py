@@ -392,3 +392,50 @@ def test_default_credential_chain_with_nothing_to_find_is_fatal(
     _, stderr = daemon.communicate(timeout=30)
     assert daemon.returncode == 1
     assert "CredentialsUnavailable" in stderr
+
+
+def test_auto_pollers_ramp_up_with_a_backlog_and_back_off_when_long_polls_are_refused(
+    server: LocalMNSServer, tmp_path: Path, run_consumer: Callable[..., Running]
+) -> None:
+    """`pollers = "auto"` through the real SDK: a backlog of full batches adds long polls;
+    once MNS answers long polls at once with MessageNotExist (its per-IP cap, which the
+    local server imitates with max_long_polls), fewer poll, down to one, and that one still
+    receives."""
+    from mns.account import Account
+    from mns.queue import Message
+
+    server.set_faults(latency_ms=20)  # a round trip to wait for: more polls, more throughput
+    queue = Account(server.endpoint, KEY_ID, SECRET).get_queue(QUEUE)
+    queue.set_encoding(False)
+    backlog = 3008  # 188 batches of 16
+    for first in range(0, backlog, 16):
+        queue.batch_send_message([Message(event_body(f"job-{first + i}")) for i in range(16)])
+    handled: list[str] = []
+    cfg = config(
+        server,
+        tmp_path,
+        consumer={"pollers": "auto", "wait_seconds": 2},
+        dedupe={"backend": "off"},
+    )
+    running = run_consumer(cfg, lambda event, ctx: handled.append(ctx.message_id))
+    consumer = running.consumer
+    assert consumer.pollers_active == 2
+    most = 0
+
+    def drained() -> bool:
+        nonlocal most
+        most = max(most, consumer.pollers_active)
+        return consumer.stats.get("deleted") >= backlog
+
+    wait_for(drained, timeout=120, what="the backlog handled")
+    assert most >= 4, f"the pollers did not ramp up: at most {most} polled"
+    assert consumer.long_polls_refused == 0
+
+    server.set_faults(max_long_polls=1)  # one long poll may wait; the others are refused
+    wait_for(lambda: consumer.pollers_active == 1, timeout=30, what="back off to one poller")
+    assert consumer.long_polls_refused >= 1
+    assert consumer.stats.get("refused_polls") >= 1  # /metrics: long_polls_refused_total
+    queue.send_message(Message(event_body("after-the-back-off")))
+    wait_for(lambda: consumer.stats.get("deleted") == backlog + 1, timeout=10)
+    assert running.stop() == EXIT_OK
+    assert len(handled) == backlog + 1

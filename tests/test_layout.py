@@ -79,6 +79,7 @@ LAYERS: dict[str, str] = {
     "stats": ENGINE,
     "aijobs": ENGINE,
     "consumer": ENGINE,
+    "polling": ENGINE,
     "handlers": ENGINE,
     "transports": ENGINE,
     # config: the daemon's configuration

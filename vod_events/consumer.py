@@ -9,10 +9,15 @@
     renewer: renew the idempotency claims every `renew_interval(store)`
 
 Threads and what they own:
-- Pollers (`pollers`) long-poll with BatchReceiveMessage for min(16, free slots) messages,
-  so at most `workers + prefetch` messages are in flight, and poll again as soon as slots
-  free up (a quarter of the capacity, at most 16, or any 50 ms after the first) — never
-  waiting for a whole batch (docs/design.md rule 1).
+- Pollers long-poll with BatchReceiveMessage for min(16, free slots) messages, so at most
+  `workers + prefetch` messages are in flight, and poll again as soon as slots free up (a
+  quarter of the capacity, at most 16, or any 50 ms after the first) — never waiting for a
+  whole batch (docs/design.md rule 1). `pollers = N` runs N of them, all polling;
+  with `pollers = "auto"` (the default) a `PollerPolicy` (polling.py), told what each
+  receive saw, decides how many of at most 16 poll now: more while full batches come back
+  and the workers run dry, fewer when the workers are behind, the queue is dry, or MNS
+  refuses long polls (its per-IP cap). A poller thread starts when the policy first wants
+  it; one it wants no more waits in `_may_poll`.
 - Workers (`workers`) run the `Processor` on one message at a time, and hand back the
   messages that are not to be deleted. A message that needs an async handler does not hold
   its worker: the handler's call runs on the processor's event-loop thread (`aio.py`), the
@@ -22,8 +27,10 @@ Threads and what they own:
 - Deleters (`deleters`) batch successful messages into BatchDeleteMessage calls.
 - Extenders (`extenders`, the heartbeat) extend the visibility of running AND waiting
   messages (rule 2), each when half of its current visibility is left. They share one
-  schedule (the records' `due` times), each on its own connection: a call that hangs until
-  its timeout holds up one message, not the others (rule 14).
+  schedule (a heap of the records' `due` times: taking the next costs log n, whatever is in
+  flight), each on its own connection: a call that hangs until its timeout holds up one
+  message, not the others (rule 14). There are 2, plus one per 128 slots (at most 16), so a
+  whole capacity received at once is extended in seconds (2,048 at 20 ms: ~2.6 s).
 - The renewer renews the idempotency store's claims on the store's own schedule: a lease is
   a few seconds, whatever the queue's visibility timeout (rule 13).
 
@@ -50,6 +57,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
+import heapq
+import itertools
+import math
 import queue
 import threading
 import time
@@ -61,6 +72,15 @@ import structlog
 
 from vod_events.backoff import ExponentialBackoff
 from vod_events.dedupe import renew_interval
+from vod_events.polling import (
+    AUTO,
+    PollerPolicy,
+    Receipt,
+    auto_deleters,
+    auto_extenders,
+    auto_prefetch,
+    poller_threads,
+)
 from vod_events.processing import Outcome, Pending, Processor
 from vod_events.stats import Stats
 from vod_events.transports import (
@@ -92,8 +112,13 @@ EXTEND_RETRY_SECONDS = 0.5
 # A record whose handle another thread is using is looked at again this soon.
 BUSY_RETRY_SECONDS = 0.05
 DELETE_ATTEMPTS = 5
+# A poller that waited longer than this for free slots found them short (the workers are
+# the bottleneck, not the pollers).
+SLOTS_SHORT_SECONDS = 0.005
 # First deliveries remembered to bound how far the server's clock is ahead of ours.
 CLOCK_SAMPLES = 32
+
+DERIVED = -1  # a ConsumerSettings count derived from the others (the config's "auto")
 
 # Exit codes of `Consumer.run`.
 EXIT_OK = 0
@@ -116,18 +141,29 @@ class ConsumerSettings:
     delete_flush_seconds: longest a successful message waits for its batch to fill.
     release_visibility: seconds before a received-but-unstarted message returns at shutdown.
     extenders: threads extending visibility (each with its own connection).
+
+    `prefetch`, `deleters` and `extenders` left at DERIVED (the config's "auto") are derived
+    when the settings are made (vod_events/polling.py): then they are plain numbers.
     """
 
-    pollers: int = 2
+    pollers: int | Literal["auto"] = AUTO
     workers: int = 16
-    prefetch: int = 16
+    prefetch: int = DERIVED
     wait_seconds: int = 20
     shutdown_timeout: float = 30.0
-    deleters: int = 2
+    deleters: int = DERIVED
     delete_flush_seconds: float = 0.05
     release_visibility: int = 1
     visibility_timeout: int | None = None
-    extenders: int = 2
+    extenders: int = DERIVED
+
+    def __post_init__(self) -> None:
+        if self.prefetch == DERIVED:
+            object.__setattr__(self, "prefetch", auto_prefetch(self.pollers))
+        if self.deleters == DERIVED:
+            object.__setattr__(self, "deleters", auto_deleters(self.pollers))
+        if self.extenders == DERIVED:
+            object.__setattr__(self, "extenders", auto_extenders(self.workers + self.prefetch))
 
 
 @dataclass(slots=True, eq=False)
@@ -399,6 +435,16 @@ class Consumer:
         self._transports_lock = threading.Lock()
         self._poller_transports: list[Transport] = []
         self.threads: list[threading.Thread] = []
+        # How many pollers poll now (vod_events/polling.py); asked and told under `_polling`.
+        self._policy = PollerPolicy(
+            poller_threads(s.pollers), s.wait_seconds, pinned=s.pollers != AUTO
+        )
+        self._polling = threading.Condition()
+        self._pollers_started = 0  # poller threads: started as the policy first wants them
+        # The extenders' schedule: (due, seq, record), the earliest first; an entry whose
+        # record's `due` has changed since, or that is finished, is stale and skipped.
+        self._due_heap: list[tuple[float, int, InFlight]] = []
+        self._due_seq = itertools.count()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -445,14 +491,16 @@ class Consumer:
             self._spawn(f"deleter-{i}", self._deleter_loop)
         for i in range(s.workers):
             self._spawn(f"worker-{i}", self._worker_loop)
-        for i in range(s.pollers):
-            self._spawn(f"poller-{i}", self._poller_loop)
+        self._start_pollers(self._policy.active)
         log.info(
             "consumer started",
             queue=self.queue_name,
             endpoint=transport.endpoint,
             pollers=s.pollers,
             workers=s.workers,
+            prefetch=s.prefetch,
+            deleters=s.deleters,
+            extenders=s.extenders,
             visibility_timeout=self._extension_seconds(),
         )
         return EXIT_OK
@@ -549,6 +597,16 @@ class Consumer:
         async_concurrency when there are async handlers)."""
         return self._capacity - self._slots.free
 
+    @property
+    def pollers_active(self) -> int:
+        """Pollers polling now: the policy's choice with `pollers = "auto"`, else all."""
+        return self._policy.active
+
+    @property
+    def long_polls_refused(self) -> int:
+        """Long polls the queue answered at once with nothing (MNS's per-IP cap)."""
+        return self._policy.refusals
+
     def alive(self) -> bool:
         """Liveness: every thread running and no crash."""
         return not self.crashed and all(t.is_alive() for t in self.threads)
@@ -634,10 +692,14 @@ class Consumer:
                 InFlight(message, message.receipt_handle, sent + window, due=sent + window / 2)
             )
         with self._schedule:
+            heap = self._due_heap
+            earliest = heap[0][0] if heap else math.inf
             for entry in entries:
                 self._inflight[id(entry)] = entry
+                heapq.heappush(heap, (entry.due, next(self._due_seq), entry))
             self.stats.set_in_flight(len(self._inflight))
-            self._schedule.notify_all()
+            if entries and min(e.due for e in entries) < earliest:
+                self._schedule.notify()  # due before any extender means to wake up
         return entries
 
     def _first_window(self, message: ReceivedMessage, sent_ms: int) -> float:
@@ -669,7 +731,9 @@ class Consumer:
 
     # ---------------------------------------------------------------- poll
 
-    def _poller_loop(self) -> None:
+    def _poller_loop(self, index: int = 0) -> None:
+        """Poller `index`: polls while the policy's `active` exceeds it (all of them when
+        `pollers` is a number), else waits for it to."""
         s = self.settings
         errors = ExponentialBackoff(initial=0.5, maximum=30.0)
         empty = ExponentialBackoff(initial=0.2, maximum=5.0)
@@ -678,7 +742,11 @@ class Consumer:
         with self._transports_lock:
             self._poller_transports.append(transport)
         while not self.stopping.is_set():
+            if not self._may_poll(index):
+                continue
+            asked = time.monotonic()
             wanted = self._slots.take_up_to(MAX_BATCH, self.stopping)
+            short = wanted < MAX_BATCH or time.monotonic() - asked > SLOTS_SHORT_SECONDS
             if self.stopping.is_set():
                 self._slots.give_back(wanted)
                 break
@@ -721,6 +789,8 @@ class Consumer:
             error_streak = 0
             self._notify_ready()
             self._slots.give_back(wanted - len(messages))
+            waiting = self._work.qsize()  # received before, not started yet
+            self._observe(Receipt(wanted, len(messages), self.last_poll - sent, short, waiting))
             if not messages:
                 self.stats.incr("empty_polls")
                 elapsed = self.last_poll - sent
@@ -736,6 +806,40 @@ class Consumer:
             self.stats.incr("received", len(messages))
             for entry in self._track(messages, sent, sent_ms):
                 self._work.put(entry)
+
+    def _may_poll(self, index: int) -> bool:
+        """Whether poller `index` is to poll now; if not, wait a while for that first."""
+        with self._polling:
+            if index < self._policy.active:
+                return True
+            self._polling.wait(timeout=0.5)  # woken when `active` grows
+            return index < self._policy.active
+
+    def _observe(self, receipt: Receipt) -> None:
+        with self._polling:
+            before = self._policy.active
+            after = self._policy.observe(receipt)
+            if after > before:
+                self._polling.notify_all()
+        refused = self._policy.refused(receipt)
+        if refused:
+            self.stats.incr("refused_polls")
+        if after != before:
+            log.debug("pollers", active=after, refused=refused)
+        if after > self._pollers_started and not self.stopping.is_set():
+            self._start_pollers(after)
+
+    def _start_pollers(self, count: int) -> None:
+        """Start poller threads up to `count`: a thread the policy never wanted costs nothing
+        (no stack, no malloc arena, no wake-ups)."""
+        with self._polling:
+            first, self._pollers_started = (
+                self._pollers_started,
+                max(self._pollers_started, count),
+            )
+            new = range(first, self._pollers_started)
+        for i in new:
+            self._spawn(f"poller-{i}", functools.partial(self._poller_loop, i))
 
     def _notify_ready(self) -> None:
         if self.on_ready is not None and self._ready_once.acquire(blocking=False):
@@ -927,25 +1031,46 @@ class Consumer:
     def _heartbeat_loop(self) -> None:
         """An extender: extend whichever in-flight record falls due first (rule 2)."""
         while (entry := self._next_due()) is not None:
+            was_due = entry.due
             try:
                 self._extend(entry)
             finally:
+                rescheduled = not entry.finished and was_due != entry.due < math.inf
                 entry.lock.release()
+            if rescheduled:
+                with self._schedule:
+                    heapq.heappush(self._due_heap, (entry.due, next(self._due_seq), entry))
 
     def _next_due(self) -> InFlight | None:
-        """Wait for the record due first and return it locked; None once finished. A record
-        whose lock is busy (a delete, a hand back, the other extender) is passed over."""
+        """Wait for the record due first, take it off the schedule and return it locked
+        (the caller puts it back with its next `due`); None once finished. A record whose
+        lock is busy (a delete, a hand back) stays on the schedule, looked at again soon."""
         with self._schedule:
             while not self._finished.is_set():
+                heap = self._due_heap
+                if len(heap) > 2 * len(self._inflight) + 64:  # mostly stale: rebuild it
+                    heap[:] = [item for item in heap if _current(item)]
+                    heapq.heapify(heap)
                 now = time.monotonic()
                 wait = 1.0
-                for entry in sorted(self._inflight.values(), key=_due):
-                    if entry.due > now:
-                        wait = min(wait, entry.due - now)
+                busy: list[tuple[float, int, InFlight]] = []
+                while heap:
+                    item = heap[0]
+                    if not _current(item):
+                        heapq.heappop(heap)
+                    elif item[0] > now:
+                        wait = min(wait, item[0] - now)
                         break
-                    if entry.lock.acquire(blocking=False):
-                        return entry
-                    wait = BUSY_RETRY_SECONDS
+                    elif item[2].lock.acquire(blocking=False):
+                        heapq.heappop(heap)
+                        for other in busy:
+                            heapq.heappush(heap, other)
+                        return item[2]
+                    else:
+                        busy.append(heapq.heappop(heap))
+                        wait = BUSY_RETRY_SECONDS
+                for other in busy:
+                    heapq.heappush(heap, other)
                 self._schedule.wait(wait)
         return None
 
@@ -987,5 +1112,7 @@ class Consumer:
                 log.warning("renewing idempotency claims failed", error=repr(exc))
 
 
-def _due(entry: InFlight) -> float:
-    return entry.due
+def _current(item: tuple[float, int, InFlight]) -> bool:
+    """Whether a schedule entry still stands: its record unfinished, due when it says."""
+    due, _, entry = item
+    return not entry.finished and entry.due == due

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +34,6 @@ _TAIL = ("extend", "event_time_raw", "status_raw", "data", "extra")
 _LEFT_OUT = frozenset({"raw"})
 
 _EVENT_LAYOUTS: dict[type, tuple[str, ...]] = {}
-_PART_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def _event_layout(cls: type[VodEvent]) -> tuple[str, ...]:
@@ -48,27 +47,65 @@ def _event_layout(cls: type[VodEvent]) -> tuple[str, ...]:
     return layout
 
 
+# Values written as they are; anything else goes through its class's converter, made once
+# per class (a type lookup instead of a chain of isinstance checks for each value).
+_PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None)})
+_CONVERTERS: dict[type, Callable[[Any], Any]] = {}
+
+
 def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float):
+    cls = type(value)
+    if cls in _PLAIN:
         return value
+    convert = _CONVERTERS.get(cls)
+    if convert is None:
+        convert = _CONVERTERS[cls] = _converter(value)
+    return convert(value)
+
+
+def _item(value: Any) -> Any:
+    return value if type(value) in _PLAIN else _jsonable(value)
+
+
+def _converter(value: Any) -> Callable[[Any], Any]:
+    """How to turn values of `value`'s class into JSON types."""
+    if value is None or isinstance(value, str | int | float):
+        return _same
     if isinstance(value, datetime):
-        return value.isoformat()
+        return _isoformat
     if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
+        return _sequence
     if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return _mapping
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        cls = type(value)
-        names = _PART_FIELDS.get(cls)
-        if names is None:
-            names = _PART_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(value))
-        return {name: _jsonable(getattr(value, name)) for name in names}
-    return str(value)  # not produced by the decoder; kept printable rather than failing
+        names = tuple(f.name for f in dataclasses.fields(value))
+
+        def fields(part: Any) -> dict[str, Any]:
+            return {name: _item(getattr(part, name)) for name in names}
+
+        return fields
+    return str  # not produced by the decoder; kept printable rather than failing
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _isoformat(value: datetime) -> str:
+    return value.isoformat()
+
+
+def _sequence(value: list[Any] | tuple[Any, ...]) -> list[Any]:
+    return [_item(item) for item in value]
+
+
+def _mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
+    return {str(key): _item(item) for key, item in value.items()}
 
 
 def event_to_dict(event: VodEvent) -> dict[str, Any]:
     """The event as a dict of JSON types (str, int, float, bool, None, list, dict)."""
-    return {name: _jsonable(getattr(event, name)) for name in _event_layout(type(event))}
+    return {name: _item(getattr(event, name)) for name in _event_layout(type(event))}
 
 
 def event_to_json(event: VodEvent) -> str:

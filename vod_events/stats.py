@@ -29,6 +29,7 @@ CounterName = Literal[
     "extended",
     "poll_errors",
     "empty_polls",
+    "refused_polls",
     "callbacks_rejected",
     "handler_timeouts",
     "handler_overruns",
@@ -71,6 +72,12 @@ COUNTERS: tuple[Counter, ...] = (
     Counter("extended", "visibility_extensions", "Visibility extensions made by the heartbeat."),
     Counter("poll_errors", "receive_errors", "Receive calls that failed (network errors, 5xx)."),
     Counter("empty_polls", "empty_receives", "Receive calls that returned no message."),
+    Counter(
+        "refused_polls",
+        "long_polls_refused",
+        "Long polls answered at once with no message (MNS's cap on long polls per IP): with "
+        'pollers = "auto", one poller fewer each.',
+    ),
     Counter(
         "callbacks_rejected",
         "http_callbacks_rejected",

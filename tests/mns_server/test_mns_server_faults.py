@@ -82,3 +82,35 @@ def test_latency_is_added_to_every_request() -> None:
         # A lower bound only: injected latency is a minimum, never a promise of speed.
         assert time.monotonic() - started >= 3 * 0.15
         assert server.queue_info("q").active_messages == 3
+
+
+def test_long_poll_cap_answers_at_once_with_message_not_exist() -> None:
+    """As MNS does per IP: while `max_long_polls` receives wait, another long poll is
+    answered at once with MessageNotExist; one that finds a message is not refused."""
+    import threading
+
+    with LocalMNSServer(queues=("q",), max_long_polls=1) as server:
+        waiting, other = open_queue(server), open_queue(server)
+        got: list[str] = []
+        first = threading.Thread(
+            target=lambda: got.append(waiting.receive_message(wait_seconds=10).message_body)
+        )
+        first.start()
+        deadline = time.monotonic() + 5
+        while server._api.long_polls < 1:  # the first long poll is waiting
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        started = time.monotonic()
+        with pytest.raises(MNSServerException) as refused:
+            other.receive_message(wait_seconds=10)
+        assert refused.value.type == "MessageNotExist"
+        assert time.monotonic() - started < 2  # at once, not after the wait
+        other.send_message(Message("m1"))
+        first.join(5)
+        assert got == ["m1"]
+        other.send_message(Message("m2"))  # a message is there: no wait, no refusal
+        assert other.receive_message(wait_seconds=10).message_body == "m2"
+        server.set_faults(max_long_polls=0)  # no cap: both may wait
+        with pytest.raises(MNSServerException) as empty:
+            other.receive_message(wait_seconds=1)
+        assert empty.value.type == "MessageNotExist"

@@ -109,7 +109,9 @@ def _allowed(field: dataclasses.Field[Any]) -> list[str]:
     if choices:
         return ["one of " + ", ".join(toml_writer.value(c) for c in choices)]
     if low is not None or high is not None:
-        kind = "an integer" if field.type == "int" else "a number"
+        kind = {"int": "an integer", "int | str": '"auto" or an integer'}.get(
+            str(field.type), "a number"
+        )
         lower = "" if low is None else f"{_number(low)}"
         upper = "" if high is None else f"{_number(high)}"
         return [f"{kind} in {lower or '-inf'}..{upper or 'inf'}"]

@@ -25,6 +25,7 @@ is, except the names Kubernetes defines for a Service called `vod-events`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import functools
@@ -40,6 +41,7 @@ from typing import Any
 from vod_events.config.credentials import MODES, STATIC, Credentials, resolve
 from vod_events.dedupe import DEFAULT_CLAIM_TTL, RENEWALS_PER_TTL
 from vod_events.errors import ConfigError
+from vod_events.polling import AUTO, AUTO_MAX_POLLERS, MAX_BATCH
 from vod_events.router import unknown_event_type
 
 ENV_PREFIX = "VOD_EVENTS_"
@@ -98,14 +100,31 @@ class MNSSection:
 
 @dataclass(frozen=True, slots=True)
 class ConsumerSection:
-    pollers: int = key(2, "threads long-polling the queue", low=1, high=64)
+    pollers: int | str = key(
+        AUTO,
+        "long polls kept going; auto: as many as the backlog, the free slots and the round "
+        f"trip call for, 1 to {AUTO_MAX_POLLERS}, fewer while MNS refuses long polls (its "
+        "per-IP cap); a number pins it",
+        low=1,
+        high=64,
+    )
     workers: int = key(16, "threads running handlers (messages handled at once)", low=1, high=1024)
-    prefetch: int = key(16, "messages received ahead of free workers", low=0, high=1024)
+    prefetch: int | str = key(
+        AUTO,
+        f"messages received ahead of free workers; auto: {MAX_BATCH} per poller thread",
+        low=0,
+        high=4096,
+    )
     wait_seconds: int = key(20, "long-poll duration of each receive", low=0, high=30)
     shutdown_timeout: float = key(
         30.0, "seconds running handlers get to finish on SIGTERM", low=0, high=3600
     )
-    deleters: int = key(2, "threads sending batch deletes", low=1, high=16)
+    deleters: int | str = key(
+        AUTO,
+        "threads sending batch deletes; auto: one per two poller threads, at least 2",
+        low=1,
+        high=16,
+    )
     visibility_timeout: int = key(
         0, "seconds each heartbeat extension buys; 0 uses the queue's", low=0, high=43200
     )
@@ -547,6 +566,9 @@ def _from_env(f: dataclasses.Field[Any], text: str, fail: Callable[[str], Config
             value = int(text)
         except ValueError:
             raise fail(f"must be an integer, got {shown}") from None
+    elif kind == "int | str":  # a number, or "auto"
+        with contextlib.suppress(ValueError):
+            value = int(text)
     elif kind == "float":
         try:
             value = float(text)
@@ -566,6 +588,12 @@ def _from_env(f: dataclasses.Field[Any], text: str, fail: Callable[[str], Config
 def _checked(f: dataclasses.Field[Any], value: Any, fail: Callable[[str], ConfigError]) -> Any:
     kind, meta = f.type, f.metadata
     shown = SECRET_MASK if meta.get("secret") else repr(value)
+    if kind == "int | str":  # "auto", or an integer in range
+        if isinstance(value, str) and value.strip().lower() == AUTO:
+            return AUTO
+        if isinstance(value, str | bool) or not isinstance(value, int):
+            raise fail(f'must be "auto" or an integer, got {shown}')
+        kind = "int"
     ok = {
         "int": isinstance(value, int) and not isinstance(value, bool),
         "float": isinstance(value, int | float) and not isinstance(value, bool),

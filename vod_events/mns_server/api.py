@@ -58,8 +58,14 @@ class MNSApi:
         signals: ArrivalSignals,
         credentials: Credentials | None,
         clock: Callable[[], float] = time.time,
+        *,
+        max_long_polls: Callable[[], int] = lambda: 0,
     ) -> None:
         self._queues = queues
+        # MNS answers a long poll at once with MessageNotExist when too many long polls
+        # from one IP wait already; 0: no cap. Locally every client counts as one IP.
+        self._max_long_polls = max_long_polls
+        self.long_polls = 0  # receives waiting now
         self._topics = topics
         self._signals = signals
         self._credentials = credentials
@@ -208,6 +214,25 @@ class MNSApi:
     ) -> list[MessageView]:
         """Receive, waiting up to `wait_seconds` for a message to become visible - but not
         for a client that has gone: it would take a message nobody will ever see."""
+        messages = self._queues.receive(name, count)
+        if messages or wait_seconds <= 0:
+            return messages
+        cap = self._max_long_polls()
+        if cap and self.long_polls >= cap:
+            return []  # MNS's per-IP cap on concurrent long polls: MessageNotExist at once
+        self.long_polls += 1
+        try:
+            return await self._wait_and_receive(name, count, wait_seconds, client_gone)
+        finally:
+            self.long_polls -= 1
+
+    async def _wait_and_receive(
+        self,
+        name: str,
+        count: int,
+        wait_seconds: int,
+        client_gone: asyncio.Future[None] | None,
+    ) -> list[MessageView]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
         while True:

@@ -88,6 +88,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, help="seed for reproducible faults")
     parser.add_argument(
+        "--max-long-polls",
+        type=int,
+        default=0,
+        metavar="N",
+        help="answer a long poll at once with MessageNotExist while N others wait, as MNS "
+        "does per IP (default 0: no cap)",
+    )
+    parser.add_argument(
         "--dead-letter",
         dest="dead_letters",
         action="append",
@@ -119,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             latency_ms=args.latency_ms,
             fault_rate=args.fault_rate,
             seed=args.seed,
+            max_long_polls=args.max_long_polls,
             dead_letter=args.dead_letters,
             visibility_timeout=args.visibility_timeout,
         )

@@ -52,7 +52,8 @@ class LocalMNSServer:
     `max_receive_count` times moves to `target`; both queues are created if missing.
     With `access_key_id` and `access_key_secret`, requests must carry a valid V2 signature;
     without, any well-formed Authorization is accepted. `latency_ms`, `fault_rate` and
-    `seed` inject network trouble (see `faults.py`).
+    `seed` inject network trouble, and `max_long_polls` caps concurrent long polls as MNS
+    does per IP (see `faults.py`).
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class LocalMNSServer:
         latency_ms: float = 0,
         fault_rate: float = 0.0,
         seed: int | None = None,
+        max_long_polls: int = 0,
         dead_letter: Iterable[tuple[str, str, int]] = (),
         visibility_timeout: int = 30,
         clock: Callable[[], float] = time.time,
@@ -79,7 +81,9 @@ class LocalMNSServer:
             if access_key_id is not None and access_key_secret is not None
             else None
         )
-        self._faults = FaultInjector(fault_rate=fault_rate, latency_ms=latency_ms, seed=seed)
+        self._faults = FaultInjector(
+            fault_rate=fault_rate, latency_ms=latency_ms, seed=seed, max_long_polls=max_long_polls
+        )
         ids = IdSource()
         self._signals = ArrivalSignals()
         try:
@@ -89,7 +93,14 @@ class LocalMNSServer:
         self._queues = QueueStore(clock=clock, default_attributes=defaults, ids=ids)
         self._queues.wake = self._signals.wake
         self._topics = TopicStore(self._queues, ids, clock=clock)
-        self._api = MNSApi(self._queues, self._topics, self._signals, self._credentials, clock)
+        self._api = MNSApi(
+            self._queues,
+            self._topics,
+            self._signals,
+            self._credentials,
+            clock,
+            max_long_polls=lambda: self._faults.max_long_polls,
+        )
         for name in queues:
             self._create_or_update(name, QueueAttributeUpdate())
         for source, target, max_receive_count in dead_letter:
@@ -201,9 +212,17 @@ class LocalMNSServer:
         """
         return self._in_loop(lambda: self._queue_info(name))
 
-    def set_faults(self, fault_rate: float | None = None, latency_ms: float | None = None) -> None:
-        """Change the injected fault rate and/or latency while the server runs."""
-        self._faults.set(fault_rate=fault_rate, latency_ms=latency_ms)
+    def set_faults(
+        self,
+        fault_rate: float | None = None,
+        latency_ms: float | None = None,
+        max_long_polls: int | None = None,
+    ) -> None:
+        """Change the injected fault rate, latency and/or long-poll cap while the server
+        runs (None leaves a value as it is)."""
+        self._faults.set(
+            fault_rate=fault_rate, latency_ms=latency_ms, max_long_polls=max_long_polls
+        )
 
     # ---------------------------------------------------------------- internals
 

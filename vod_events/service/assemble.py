@@ -13,11 +13,12 @@ from vod_events.backoff import RedeliveryBackoff
 from vod_events.config import Config, HandlerSection
 from vod_events.config.credentials import DEFAULT_CHAIN, default_chain, how_to_supply
 from vod_events.config.schema import NO_HANDLERS
-from vod_events.consumer import Consumer, ConsumerSettings
+from vod_events.consumer import DERIVED, Consumer, ConsumerSettings
 from vod_events.deadletter import DeadLetterSink, DirectorySink, QueueSink
 from vod_events.dedupe import IdempotencyStore, MemoryStore, NullStore, RedisStore, SQLiteStore
 from vod_events.errors import ConfigError
 from vod_events.handlers import HttpHandler, JsonlHandler, LogHandler
+from vod_events.polling import AUTO
 from vod_events.processing import Processor, transaction_of
 from vod_events.retry import RetryPolicy
 from vod_events.router import ContextSource, Handler, Router, import_handler
@@ -351,4 +352,7 @@ def consumer_settings(config: Config) -> ConsumerSettings:
     shared = {f.name for f in dataclasses.fields(ConsumerSettings)}
     values = {k: v for k, v in dataclasses.asdict(config.consumer).items() if k in shared}
     values["visibility_timeout"] = values["visibility_timeout"] or None
+    for name in ("prefetch", "deleters"):  # "auto": derived from the pollers
+        if values[name] == AUTO:
+            values[name] = DERIVED
     return ConsumerSettings(**values)
