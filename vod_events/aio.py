@@ -21,22 +21,81 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
 log = structlog.get_logger("vod_events.aio")
 
-T = TypeVar("T")
 
 LAG_CHECK_SECONDS = 0.5
 LAG_WARNING_SECONDS = 1.0  # a loop this late running a ready callback is blocked
+
+
+class Completion:
+    """How one submitted call ended: `error()` is None on success, its exception otherwise
+    (CancelledError when it was cancelled). One callback, run once by whoever ends it.
+
+    Lighter than concurrent.futures.Future (no Condition, no callback list): one is made per
+    async handler call, on the hot path."""
+
+    __slots__ = ("_callback", "_cancelled", "_done", "_error", "_lock", "_waiter")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = False
+        self._cancelled = False
+        self._error: BaseException | None = None
+        self._callback: Callable[[], None] | None = None
+        self._waiter: threading.Event | None = None
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` once the call has ended: at once if it has, else on the thread
+        that ends it (the loop's, or a canceller's)."""
+        with self._lock:
+            if not self._done:
+                self._callback = callback
+                return
+        callback()
+
+    def wait(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            waiter = self._waiter = self._waiter or threading.Event()
+        waiter.wait()
+
+    def done(self) -> bool:
+        return self._done
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def error(self) -> BaseException | None:
+        if self._cancelled:
+            return asyncio.CancelledError("cancelled at shutdown")
+        return self._error
+
+    def cancel(self) -> bool:
+        """End it as cancelled, unless it has ended; True if this call ended it."""
+        return self._end(None, cancelled=True)
+
+    def _end(self, error: BaseException | None, *, cancelled: bool = False) -> bool:
+        with self._lock:
+            if self._done:
+                return False
+            self._done, self._error, self._cancelled = True, error, cancelled
+            callback, waiter = self._callback, self._waiter
+            self._callback = None
+        if waiter is not None:
+            waiter.set()
+        if callback is not None:
+            callback()
+        return True
 
 
 class AsyncRunner:
@@ -53,34 +112,35 @@ class AsyncRunner:
         self._lock = threading.Lock()
         self._places: asyncio.Semaphore | None = None  # made on the loop's thread
         self._limits: dict[str, asyncio.Semaphore] = {}
-        self._futures: set[concurrent.futures.Future[Any]] = set()
-        self._incoming: list[tuple[Callable[[], Coroutine[Any, Any, Any]], Future[Any]]] = []
-        self._tasks: dict[Future[Any], asyncio.Task[None]] = {}  # only on the loop's thread
+        self._incoming: list[tuple[Callable[[], Coroutine[Any, Any, None]], Completion]] = []
+        self._tasks: dict[Completion, asyncio.Task[None]] = {}  # changed on the loop only
         self._closed = False
 
-    def submit(self, make: Callable[[], Coroutine[Any, Any, T]]) -> concurrent.futures.Future[T]:
-        """Run `make()`'s coroutine on the loop once a place is free; its future.
+    def submit(self, make: Callable[[], Coroutine[Any, Any, None]]) -> Completion:
+        """Run `make()`'s coroutine on the loop once a place is free; how it ends.
 
         Submissions queue here and the loop is woken only by the first of a burst: waking it
         is a write to its self-pipe and a loop iteration, which per message would cost more
         than starting the call."""
         loop = self._started()
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        completion = Completion()
         with self._lock:
-            self._futures.add(future)
-            self._incoming.append((make, future))
+            self._incoming.append((make, completion))
             wake = len(self._incoming) == 1
-        future.add_done_callback(self._forget)
         if wake:
             loop.call_soon_threadsafe(self._start_incoming)
-        return future
+        return completion
 
-    def run(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Run `make()`'s coroutine on the loop and wait for it here (a blocking caller: an
-        HTTP callback's thread, or a sync handler that returned an awaitable)."""
+    def run(self, make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `make()`'s coroutine on the loop and wait for it here, raising what it raised
+        (a blocking caller: an HTTP callback's thread, or a sync handler that returned an
+        awaitable)."""
         if threading.current_thread() is self._thread:
             raise RuntimeError("AsyncRunner.run called on its own loop: it would wait forever")
-        return self.submit(make).result()
+        completion = self.submit(make)
+        completion.wait()
+        if (error := completion.error()) is not None:
+            raise error
 
     def limit(self, name: str, limit: int) -> asyncio.Semaphore:
         """The semaphore holding handler `name` to `limit` calls at once (on the loop only)."""
@@ -93,19 +153,18 @@ class AsyncRunner:
     def running(self) -> int:
         """Calls submitted and not finished (running or waiting for a place)."""
         with self._lock:
-            return len(self._futures)
+            return len(self._incoming) + len(self._tasks)
 
     def cancel_all(self) -> int:
-        """Cancel every call not finished; how many there were. Their futures are cancelled
-        at once; their coroutines get CancelledError on the loop."""
+        """Cancel every call not finished; how many there were. They end as cancelled at
+        once; their coroutines get CancelledError on the loop."""
         with self._lock:
-            futures = list(self._futures)
+            pending = [c for _, c in self._incoming] + list(self._tasks)
             loop = self._loop
-        for future in futures:
-            future.cancel()
+        cancelled = sum(1 for completion in pending if completion.cancel())
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._cancel_tasks)
-        return len(futures)
+        return cancelled
 
     def close(self, timeout: float = 5.0) -> None:
         """Cancel what is left, stop the loop and its thread."""
@@ -149,9 +208,9 @@ class AsyncRunner:
     def _start_incoming(self) -> None:
         with self._lock:
             incoming, self._incoming = self._incoming, []
-        for make, future in incoming:
-            if not future.cancelled():
-                self._tasks[future] = asyncio.ensure_future(self._bounded(make, future))
+            for make, completion in incoming:
+                if not completion.done():
+                    self._tasks[completion] = asyncio.ensure_future(self._bounded(make, completion))
 
     def _cancel_tasks(self) -> None:
         for task in list(self._tasks.values()):
@@ -164,23 +223,22 @@ class AsyncRunner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _bounded(self, make: Callable[[], Coroutine[Any, Any, T]], future: Future[T]) -> None:
+    async def _bounded(
+        self, make: Callable[[], Coroutine[Any, Any, None]], completion: Completion
+    ) -> None:
         assert self._places is not None  # set before the loop ran anything
+        error: BaseException | None = None
+        cancelled = False
         try:
             async with self._places:
-                result = await make()
+                await make()
         except asyncio.CancelledError:
-            future.cancel()
+            cancelled = True
         except BaseException as exc:  # as a sync handler's: whatever the coroutine raised
-            _settle(future.set_exception, exc)
-        else:
-            _settle(future.set_result, result)
-        finally:
-            del self._tasks[future]
-
-    def _forget(self, future: concurrent.futures.Future[Any]) -> None:
+            error = exc
         with self._lock:
-            self._futures.discard(future)
+            del self._tasks[completion]
+        completion._end(error, cancelled=cancelled)
 
     def _watch_lag(self, loop: asyncio.AbstractEventLoop, due: float, blocked: bool) -> None:
         lag = time.monotonic() - due
@@ -198,10 +256,3 @@ class AsyncRunner:
             next_due,
             lag >= LAG_WARNING_SECONDS,
         )
-
-
-def _settle(setter: Callable[[Any], None], value: Any) -> None:
-    """Set a future's outcome unless it was cancelled meanwhile (cancel_all, from another
-    thread)."""
-    with contextlib.suppress(concurrent.futures.InvalidStateError):
-        setter(value)

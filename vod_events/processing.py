@@ -31,7 +31,6 @@ decisions are the same code.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -48,7 +47,7 @@ from typing import Any
 
 import structlog
 
-from vod_events.aio import AsyncRunner
+from vod_events.aio import AsyncRunner, Completion
 from vod_events.backoff import RedeliveryBackoff
 from vod_events.deadletter import DeadLetter, DeadLetterSink
 from vod_events.decoder import decode
@@ -111,31 +110,23 @@ Steps = Generator[AsyncCall, BaseException | None, Outcome]
 
 
 class Pending:
-    """A delivery waiting for an async handler's call; `Processor.resume` it once `done`.
+    """A delivery waiting for an async handler's call; `Processor.resume` it once it ended.
 
     Owned by one thread at a time: whoever holds it resumes it, once, after the call ends."""
 
-    __slots__ = ("_delivery", "_future", "_steps")
+    __slots__ = ("_completion", "_delivery", "_steps")
 
-    def __init__(
-        self, steps: Steps, future: concurrent.futures.Future[None], delivery: Delivery
-    ) -> None:
+    def __init__(self, steps: Steps, completion: Completion, delivery: Delivery) -> None:
         self._steps = steps
-        self._future = future
+        self._completion = completion
         self._delivery = delivery
 
     def when_done(self, callback: Callable[[], None]) -> None:
         """Call `callback()` (on the loop's thread, or at once) when the call has ended."""
-        self._future.add_done_callback(lambda _future: callback())
+        self._completion.when_done(callback)
 
     def wait(self) -> None:
-        concurrent.futures.wait([self._future])
-
-    def error(self) -> BaseException | None:
-        """Once done: the call's exception (CancelledError if it was cancelled), or None."""
-        if self._future.cancelled():
-            return asyncio.CancelledError("cancelled at shutdown")
-        return self._future.exception()
+        self._completion.wait()
 
 
 TransactionFactory = Callable[[str], AbstractContextManager[Any]]
@@ -241,7 +232,7 @@ class Processor:
 
     def resume(self, pending: Pending) -> Outcome | Pending:
         """Go on with a delivery whose async call has ended (see `begin`). Never raises."""
-        return self._advance(pending._steps, pending._delivery, pending.error())
+        return self._advance(pending._steps, pending._delivery, pending._completion.error())
 
     def cancel_async(self) -> int:
         """Cancel every async handler call still running (shutdown_timeout has run out); how
