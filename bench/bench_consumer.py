@@ -15,7 +15,7 @@ Scenarios, all in one run:
                    no-op handler, and an async handler awaiting 50 ms (async50);
   (c) vod-events   a no-op handler with dedupe off, with SQLite dedupe (the default), and
                    the built-in jsonl handler (SQLite dedupe on);
-  (e) vod-events   a no-op handler with Redis dedupe and with PostgreSQL dedupe, and a
+  (e) defaults     a no-op handler with Redis dedupe and with PostgreSQL dedupe, and a
                    transactional handler inserting one row per event through ctx.db
                    (PostgreSQL dedupe: the row and the completion in one transaction);
   (d) vod-events   a handler sleeping 50 ms (I/O-bound) at several worker counts.
@@ -47,7 +47,7 @@ messages whose visibility lapsed (redelivered, or visible again while all were i
 Results: a table on stdout, bench/results/consumer.json, and PNG charts in bench/results/.
 
     .venv/bin/python bench/bench_consumer.py [--latency-ms 10] [--messages 20000] [--soak]
-        [--only vod-noop-redis vod-noop-postgres vod-tx-postgres]
+        [--only defaults-noop-redis defaults-noop-postgres defaults-tx-postgres]
 """
 
 from __future__ import annotations
@@ -904,27 +904,28 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
         ),
     ]
     found += [
+        # The other idempotency backends, at the defaults too.
         Scenario(
-            "vod-noop-redis",
-            "vod-events no-op, Redis dedupe",
-            messages=args.messages,
+            "defaults-noop-redis",
+            f"defaults: no-op handler, Redis dedupe, {args.latency_ms:g} ms",
+            "vod-events",
+            args.messages,
             dedupe="redis",
-            **vod,
         ),
         Scenario(
-            "vod-noop-postgres",
-            "vod-events no-op, PostgreSQL dedupe",
-            messages=args.messages,
+            "defaults-noop-postgres",
+            f"defaults: no-op handler, PostgreSQL dedupe, {args.latency_ms:g} ms",
+            "vod-events",
+            args.messages,
             dedupe="postgres",
-            **vod,
         ),
         Scenario(
-            "vod-tx-postgres",
-            "vod-events transactional insert, PostgreSQL dedupe",
-            messages=args.messages,
+            "defaults-tx-postgres",
+            f"defaults: transactional insert, PostgreSQL dedupe, {args.latency_ms:g} ms",
+            "vod-events",
+            args.messages,
             handler="insert",
             dedupe="postgres",
-            **vod,
         ),
     ]
     for workers in args.io_workers:
