@@ -21,8 +21,8 @@ Threads and what they own:
 - Workers (`workers`) run the `Processor` on one message at a time, and hand back the
   messages that are not to be deleted. A message that needs an async handler does not hold
   its worker: the handler's call runs on the processor's event-loop thread (`aio.py`), the
-  worker takes the next message, and when the call ends the message comes back through the
-  work queue to whichever worker is free, to go on from there (`Processor.resume`). Such
+  worker takes the next message, and when the call ends the message comes back, ahead of
+  new messages, to whichever worker is free, to go on from there (`Processor.resume`). Such
   messages hold an in-flight slot meanwhile: async handlers add `async_concurrency` slots.
 - Deleters (`deleters`) batch successful messages into BatchDeleteMessage calls.
 - Extenders (`extenders`, the heartbeat) extend the visibility of running AND waiting
