@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,23 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "
         time.sleep(0.01)
 
 
+class ConsumerThread:
+    """`consumer.run()` on a thread of its own, from construction until `stop`."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+        self.code: list[int] = []
+        self.thread = threading.Thread(target=lambda: self.code.append(consumer.run()))
+        self.thread.start()
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """Stop it as SIGTERM would; its exit code."""
+        self.consumer.stop()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the consumer did not stop"
+        return self.code[0]
+
+
 @dataclass
 class Harness:
     """A consumer over an in-memory queue, running in a background thread."""
@@ -86,24 +103,23 @@ class Harness:
     consumer: Consumer
     router: Router
     dead_letter_dir: Path
-    exit_code: list[int] = field(default_factory=list)
-    thread: threading.Thread | None = None
+    running: ConsumerThread | None = None
 
     @property
     def stats(self) -> Stats:
         return self.consumer.stats
 
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self.running.thread if self.running is not None else None
+
     def start(self) -> Harness:
-        self.thread = threading.Thread(target=lambda: self.exit_code.append(self.consumer.run()))
-        self.thread.start()
+        self.running = ConsumerThread(self.consumer)
         return self
 
     def stop(self, timeout: float = 30.0) -> int:
-        self.consumer.stop()
-        assert self.thread is not None
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "consumer did not stop"
-        return self.exit_code[0]
+        assert self.running is not None
+        return self.running.stop(timeout)
 
     def put(self, body: str) -> str:
         return self.broker.put(QUEUE, body)

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import event_body, received, wait_for
+from helpers import ConsumerThread, event_body, received, wait_for
 from test_consumer_mns import (
     KEY_ID,
     QUEUE,
     SECRET,
-    Running,
     _calls,
     _daemon_config,
     _start_daemon,
@@ -287,11 +286,11 @@ def test_one_event_runs_sync_and_async_handlers_each_once_in_order() -> None:
 
 
 @pytest.fixture
-def running() -> Iterator[Callable[..., Running]]:
-    started: list[Running] = []
+def running() -> Iterator[Callable[..., ConsumerThread]]:
+    started: list[ConsumerThread] = []
 
-    def start(cfg: Any, router: Router) -> Running:
-        r = Running(build_consumer(cfg, router=router))
+    def start(cfg: Any, router: Router) -> ConsumerThread:
+        r = ConsumerThread(build_consumer(cfg, router=router))
         started.append(r)
         return r
 
@@ -302,7 +301,7 @@ def running() -> Iterator[Callable[..., Running]]:
 
 
 def test_async_calls_run_far_beyond_the_worker_threads_and_all_are_deleted(
-    server: LocalMNSServer, tmp_path: Path, running: Callable[..., Running]
+    server: LocalMNSServer, tmp_path: Path, running: Callable[..., ConsumerThread]
 ) -> None:
     gauge = Gauge()
 
@@ -329,7 +328,7 @@ def test_async_calls_run_far_beyond_the_worker_threads_and_all_are_deleted(
 
 
 def test_duplicates_of_running_async_calls_do_not_hold_the_workers(
-    server: LocalMNSServer, tmp_path: Path, running: Callable[..., Running]
+    server: LocalMNSServer, tmp_path: Path, running: Callable[..., ConsumerThread]
 ) -> None:
     """More duplicates of this process's own running async calls than there are workers:
     each must wait for its first copy without a worker, since finishing that copy (recording
@@ -369,7 +368,7 @@ def test_duplicates_of_running_async_calls_do_not_hold_the_workers(
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_max_concurrency_holds_a_handler_to_its_limit(
-    kind: str, server: LocalMNSServer, tmp_path: Path, running: Callable[..., Running]
+    kind: str, server: LocalMNSServer, tmp_path: Path, running: Callable[..., ConsumerThread]
 ) -> None:
     gauge = Gauge()
 
@@ -397,7 +396,7 @@ def test_max_concurrency_holds_a_handler_to_its_limit(
 
 
 def test_async_handler_longer_than_the_visibility_timeout_is_kept_by_the_heartbeat(
-    tmp_path: Path, running: Callable[..., Running]
+    tmp_path: Path, running: Callable[..., ConsumerThread]
 ) -> None:
     with LocalMNSServer(
         access_key_id="test-key-id", access_key_secret="test-key-secret-DO-NOT-LOG"

@@ -312,9 +312,9 @@ def test_a_thread_that_dies_makes_a_non_zero_exit(harness: Make) -> None:
 
     h.put(event_body("job-1"))
     h.start()
-    assert h.thread is not None
-    h.thread.join(15)
-    assert h.exit_code == [EXIT_CRASH]
+    assert h.running is not None
+    h.running.thread.join(15)
+    assert h.running.code == [EXIT_CRASH]
     assert h.consumer.crashed
     assert len(h.broker.bodies(QUEUE)) == 1  # not deleted
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from helpers import QUEUE as MEMORY_QUEUE
-from helpers import Harness, event_body, free_port, wait_for
+from helpers import ConsumerThread, Harness, event_body, free_port, wait_for
 from netfaults import SeenRequest, StallingProxy, server_context, tls_files
 from service_process import Daemon
 
@@ -78,20 +78,15 @@ class Running:
     consumer: Consumer
     calls: Calls
     release: threading.Event  # ends the handlers' sleeps early (teardown)
-    code: list[int] = field(default_factory=list)
-    thread: threading.Thread | None = None
+    running: ConsumerThread | None = None
 
     def start(self) -> Running:
-        self.thread = threading.Thread(target=lambda: self.code.append(self.consumer.run()))
-        self.thread.start()
+        self.running = ConsumerThread(self.consumer)
         return self
 
     def stop(self, timeout: float = 30.0) -> int:
-        self.consumer.stop()
-        assert self.thread is not None
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "the consumer did not stop"
-        return self.code[0]
+        assert self.running is not None
+        return self.running.stop(timeout)
 
     def count(self, name: Any) -> int:
         return self.consumer.stats.get(name)
@@ -145,7 +140,7 @@ def consume() -> Iterator[Callable[..., Running]]:
     yield start
     for running in made:
         running.release.set()
-        if running.thread is not None and running.thread.is_alive():
+        if running.running is not None and running.running.thread.is_alive():
             running.stop()
 
 

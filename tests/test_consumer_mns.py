@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import event_body, wait_for
+from helpers import ConsumerThread, event_body, wait_for
 
 from vod_events import samples
 from vod_events.config import Config, from_dict
-from vod_events.consumer import EXIT_OK, Consumer
+from vod_events.consumer import EXIT_OK
 from vod_events.events import VodEvent
 from vod_events.mns_server import LocalMNSServer
 from vod_events.router import HandlerContext
@@ -57,28 +57,14 @@ def config(server: LocalMNSServer, tmp_path: Path, **sections: Any) -> Config:
     return from_dict(data, "<test>", env)
 
 
-class Running:
-    def __init__(self, consumer: Consumer) -> None:
-        self.consumer = consumer
-        self.code: list[int] = []
-        self.thread = threading.Thread(target=lambda: self.code.append(consumer.run()))
-        self.thread.start()
-
-    def stop(self) -> int:
-        self.consumer.stop()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-        return self.code[0]
-
-
 @pytest.fixture
-def run_consumer() -> Iterator[Callable[..., Running]]:
-    started: list[Running] = []
+def run_consumer() -> Iterator[Callable[..., ConsumerThread]]:
+    started: list[ConsumerThread] = []
 
-    def start(cfg: Config, handler: Callable[[VodEvent, HandlerContext], object]) -> Running:
+    def start(cfg: Config, handler: Callable[[VodEvent, HandlerContext], object]) -> ConsumerThread:
         router = build_router(cfg)
         router.add(handler, name="test")
-        running = Running(build_consumer(cfg, router=router))
+        running = ConsumerThread(build_consumer(cfg, router=router))
         started.append(running)
         return running
 
@@ -89,7 +75,7 @@ def run_consumer() -> Iterator[Callable[..., Running]]:
 
 
 def test_every_sample_decodes_and_is_handled_raw_and_base64(
-    server: LocalMNSServer, tmp_path: Path, run_consumer: Callable[..., Running]
+    server: LocalMNSServer, tmp_path: Path, run_consumer: Callable[..., ConsumerThread]
 ) -> None:
     payloads = samples.payloads()
     assert len(payloads) >= 22
@@ -117,7 +103,7 @@ def test_every_sample_decodes_and_is_handled_raw_and_base64(
 
 
 def test_failing_twice_then_succeeding_is_deleted_once_never_redelivered(
-    server: LocalMNSServer, tmp_path: Path, run_consumer: Callable[..., Running]
+    server: LocalMNSServer, tmp_path: Path, run_consumer: Callable[..., ConsumerThread]
 ) -> None:
     client(server).send(event_body("job-1"))
     calls: list[int] = []
@@ -136,7 +122,7 @@ def test_failing_twice_then_succeeding_is_deleted_once_never_redelivered(
 
 
 def test_never_succeeding_comes_back_with_higher_dequeue_count(
-    server: LocalMNSServer, tmp_path: Path, run_consumer: Callable[..., Running]
+    server: LocalMNSServer, tmp_path: Path, run_consumer: Callable[..., ConsumerThread]
 ) -> None:
     client(server).send(event_body("job-1"))
     deliveries: list[int] = []
@@ -153,7 +139,7 @@ def test_never_succeeding_comes_back_with_higher_dequeue_count(
 
 
 def test_long_handler_outliving_visibility_timeout_is_not_redelivered(
-    server: LocalMNSServer, tmp_path: Path, run_consumer: Callable[..., Running]
+    server: LocalMNSServer, tmp_path: Path, run_consumer: Callable[..., ConsumerThread]
 ) -> None:
     server.create_queue("short", visibility_timeout=1)
     client(server, "short").send(event_body("job-1"))
@@ -395,7 +381,7 @@ def test_default_credential_chain_with_nothing_to_find_is_fatal(
 
 
 def test_auto_pollers_ramp_up_with_a_backlog_and_back_off_when_long_polls_are_refused(
-    server: LocalMNSServer, tmp_path: Path, run_consumer: Callable[..., Running]
+    server: LocalMNSServer, tmp_path: Path, run_consumer: Callable[..., ConsumerThread]
 ) -> None:
     """`pollers = "auto"` through the real SDK: a backlog of full batches adds long polls;
     once MNS answers long polls at once with MessageNotExist (its per-IP cap, which the
