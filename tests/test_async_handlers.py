@@ -230,6 +230,20 @@ def test_async_timeout_cancels_the_call_counts_it_and_retries() -> None:
     p.close()
 
 
+def test_a_handlers_own_timeout_error_is_its_failure_not_its_limit() -> None:
+    async def times_out(event: VodEvent, ctx: HandlerContext) -> None:
+        raise TimeoutError("the API timed out")
+
+    router = Router()
+    router.add(times_out, name="api", timeout=30)
+    p = processor(router, retry=RetryPolicy(attempts=1))
+    outcome = p.process(message())
+    assert outcome.status is OutcomeStatus.RETRY
+    assert outcome.reason == "api: TimeoutError: the API timed out"
+    assert p.stats.snapshot().counters["handler_timeouts"] == 0
+    p.close()
+
+
 def test_sync_handler_past_its_timeout_is_counted_as_an_overrun_and_its_result_stands() -> None:
     def slow(event: VodEvent, ctx: HandlerContext) -> None:
         time.sleep(1.2)

@@ -72,9 +72,6 @@ class Completion:
     def done(self) -> bool:
         return self._done
 
-    def cancelled(self) -> bool:
-        return self._cancelled
-
     def error(self) -> BaseException | None:
         if self._cancelled:
             return asyncio.CancelledError("cancelled at shutdown")
@@ -148,12 +145,6 @@ class AsyncRunner:
         if semaphore is None:
             semaphore = self._limits[name] = asyncio.Semaphore(limit)
         return semaphore
-
-    @property
-    def running(self) -> int:
-        """Calls submitted and not finished (running or waiting for a place)."""
-        with self._lock:
-            return len(self._incoming) + len(self._tasks)
 
     def cancel_all(self) -> int:
         """Cancel every call not finished; how many there were. They end as cancelled at

@@ -468,15 +468,15 @@ class Processor:
                 if route.max_concurrency is not None
                 else None
             )
+            deadline = asyncio.timeout(route.timeout)  # None: no limit
             async with limit or contextlib.nullcontext():
                 with call.delivery.handler(route.name):
-                    if route.timeout is None:
-                        await route.handler(call.event, call.context)  # type: ignore[misc]
-                        return
                     try:
-                        async with asyncio.timeout(route.timeout):
+                        async with deadline:
                             await route.handler(call.event, call.context)  # type: ignore[misc]
                     except TimeoutError:
+                        if not deadline.expired():
+                            raise  # the handler's own TimeoutError, not its limit
                         self.stats.incr("handler_timeouts")
                         raise HandlerTimeout(
                             f"timed out after {route.timeout:g} s and was cancelled"
