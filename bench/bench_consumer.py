@@ -89,6 +89,7 @@ from vod_events.events import VodEvent
 from vod_events.router import HandlerContext, Router
 from vod_events.service import logs
 from vod_events.service.assemble import build_consumer, build_handler
+from vod_events.service.memory import limit_malloc_arenas
 
 KEY_ID, KEY_SECRET = "bench-id", "bench-secret"
 HERE = Path(__file__).resolve().parent
@@ -582,6 +583,7 @@ def scenario_process(scenario: Scenario, endpoint: str, soak: bool, conn: Connec
     with tempfile.TemporaryDirectory(prefix="bench-consumer-") as state:
         runner: BaselineRunner | VodEventsRunner
         if scenario.loop == "vod-events":
+            limit_malloc_arenas()  # as `vod-events consume` does before its threads start
             runner = VodEventsRunner(scenario, endpoint, clock, Path(state))
         else:
             runner = BaselineRunner(scenario, endpoint, clock)
@@ -789,6 +791,9 @@ def save(update: dict[str, Any]) -> Path:
     data.update(update)
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     return path
+
+
+NO_CHART = "; no chart: matplotlib is not installed (pip install -e '.[bench]')"
 
 
 def _pyplot() -> Any:
@@ -1008,7 +1013,7 @@ def run_main(args: argparse.Namespace) -> None:
     try:
         print(f" and {throughput_chart(update['scenarios'], args.latency_ms)}")
     except ImportError:  # the charts need the bench extra
-        print("; no chart: matplotlib is not installed (pip install -e '.[bench]')")
+        print(NO_CHART)
 
 
 def merged_rows(rows: list[dict[str, Any]], order: list[str]) -> list[dict[str, Any]]:
@@ -1071,7 +1076,11 @@ def run_soak(args: argparse.Namespace) -> None:
         "samples": [{"seconds": s, "consumed": d, "rss_mb": r} for s, d, r in samples],
     }
     path = save({"soak": summary})
-    print(f"wrote {path} and {soak_chart(samples)}")
+    print(f"wrote {path}", end="")
+    try:
+        print(f" and {soak_chart(samples)}")
+    except ImportError:  # the charts need the bench extra
+        print(NO_CHART)
 
 
 def run_heartbeat(args: argparse.Namespace) -> None:

@@ -25,6 +25,7 @@ from vod_events.config.secrets import exposure_warning
 from vod_events.errors import ConfigError
 from vod_events.service import http_callbacks, logs
 from vod_events.service.assemble import build_consumer
+from vod_events.service.memory import limit_malloc_arenas
 from vod_events.service.signals import stop_on_signals
 from vod_events.service.supervision import supervised
 
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         logs.configure(config.log.level, config.log.format, tracing=config.tracing.enabled)
         if warning := exposure_warning(config.path):
             structlog.get_logger("vod_events.consume").warning(warning)
+        limit_malloc_arenas()  # before build_consumer: before any thread
         consumer = build_consumer(config)
         # The ops endpoint and systemd notifications, when configured / run by systemd;
         # the HTTP callback receiver when [http_callback] listen is set.

@@ -10,5 +10,6 @@ Modules, from the outside in:
 * `sdnotify`       - systemd `READY=1`, `STATUS=`, `STOPPING=1` and the watchdog;
 * `http_callbacks` - VOD's HTTP callbacks run through the same processor as the queue;
 * `http_server`    - the small threaded HTTP server the last two share;
-* `logs`           - one log format (structlog) for our lines and the libraries'.
+* `logs`           - one log format (structlog) for our lines and the libraries';
+* `memory`         - malloc's arenas capped, once, before the daemon starts its threads.
 """
