@@ -7,7 +7,8 @@ from importlib import resources
 from pathlib import Path
 
 from vod_events.decoder import decode
-from vod_events.serialize import event_to_dict, event_to_json
+from vod_events.events import VodEvent
+from vod_events.serialize import event_fields, event_to_dict, event_to_json, json_line
 
 SAMPLES = Path(str(resources.files("vod_events") / "samples"))
 
@@ -134,3 +135,26 @@ def test_event_to_json_escapes_unpaired_surrogates() -> None:
     line = event_to_json(event)
     line.encode("utf-8")  # would raise if the surrogate were written as is
     assert '"Odd":"\\ud800"' in line
+
+
+def _lines_agree(event: VodEvent) -> None:
+    line = json_line(event_fields(event))
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert list(json.loads(line)) == list(event_to_dict(event))  # the same keys in order
+    assert json.loads(line) == json.loads(json.dumps(event_to_dict(event)))
+
+
+def test_json_line_writes_every_sample_as_event_to_dict_does() -> None:
+    for path in SAMPLES.glob("*.json"):
+        _lines_agree(decode(path.read_bytes()))
+
+
+def test_json_line_falls_back_for_what_orjson_refuses() -> None:
+    for body in (
+        '{"EventType": "X", "Odd": "\\ud800"}',  # an unpaired surrogate
+        '{"EventType": "X", "Huge": 123456789012345678901234567890}',  # beyond 64 bits
+        '{"EventType": "X", "Title": "\u6807\u9898", "Nested": {"1": [1.5, null, true]}}',
+    ):
+        _lines_agree(decode(body))
+    line = json_line(event_fields(decode('{"EventType": "X", "Odd": "\\ud800"}')))
+    assert b'"Odd": "\\ud800"' in line  # ASCII-escaped, so still UTF-8

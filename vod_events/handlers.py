@@ -26,21 +26,25 @@ from vod_events import tracing
 from vod_events.errors import PermanentError
 from vod_events.events import VodEvent
 from vod_events.router import HandlerContext
-from vod_events.serialize import event_to_dict
+from vod_events.serialize import event_fields, event_to_dict, json_line
 
 SIGNATURE_HEADER = "X-VOD-Events-Signature"
 MAX_CONNECTIONS = 100  # per http handler; more calls at once wait for one
 
 
 def delivery_record(event: VodEvent, context: HandlerContext) -> dict[str, Any]:
-    """The normalised event plus where it came from: what jsonl writes and http posts."""
+    """The normalised event plus where it came from: what http posts (and jsonl writes)."""
     record = event_to_dict(event)
-    record["message"] = {
+    record["message"] = _message(context)
+    return record
+
+
+def _message(context: HandlerContext) -> dict[str, Any]:
+    return {
         "id": context.message_id,
         "dequeue_count": context.dequeue_count,
         "enqueue_time": context.enqueue_time.isoformat() if context.enqueue_time else None,
     }
-    return record
 
 
 class JsonlHandler:
@@ -58,11 +62,9 @@ class JsonlHandler:
         self._file = self.path.open("ab", buffering=0)  # O_APPEND, no buffer of ours
 
     def __call__(self, event: VodEvent, context: HandlerContext) -> None:
-        record = delivery_record(event, context)
-        try:
-            line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
-        except UnicodeEncodeError:  # an unpaired surrogate (a "\ud800" escape): not UTF-8
-            line = (json.dumps(record) + "\n").encode()
+        record = event_fields(event)  # `delivery_record`, with the conversions left to
+        record["message"] = _message(context)  # json_line (in C)
+        line = json_line(record)
         written = self._file.write(line)
         if written != len(line):  # a regular file takes a write whole, or fails (disk full)
             raise OSError(f"{self.path}: only {written} of {len(line)} bytes written")
