@@ -247,7 +247,8 @@ def test_consumer_settings_derive_what_is_auto(tmp_path: Path) -> None:
     assert (s.prefetch, s.deleters) == (16 * AUTO_MAX_POLLERS, AUTO_MAX_POLLERS // 2)
     path.write_text(MINIMAL + "[consumer]\npollers = 2\n")
     s = consumer_settings(load(path, {}))
-    assert (s.pollers, s.prefetch, s.deleters, s.extenders) == (2, 32, 2, 2)
+    assert (s.pollers, s.prefetch, s.deleters) == (2, 32, 2)
+    assert s.extenders_for(s.workers + s.prefetch) == 2
     assert ConsumerSettings(pollers=1, workers=4).prefetch == 16  # pinned: 16 per poller
 
 

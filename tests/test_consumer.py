@@ -12,13 +12,15 @@ import pytest
 from helpers import QUEUE, Harness, event_body, wait_for
 
 from vod_events.backoff import RedeliveryBackoff
-from vod_events.consumer import EXIT_CRASH, EXIT_FATAL, EXIT_OK, ConsumerSettings
+from vod_events.consumer import EXIT_CRASH, EXIT_FATAL, EXIT_OK, Consumer, ConsumerSettings
 from vod_events.dedupe import NullStore
 from vod_events.errors import PermanentError
 from vod_events.events import AIVideoTagComplete, VodEvent
-from vod_events.router import HandlerContext
+from vod_events.processing import Processor
+from vod_events.router import HandlerContext, Router
+from vod_events.stats import Stats
 from vod_events.transports import DeleteFailure, TransportError
-from vod_events.transports.memory import MemoryTransport
+from vod_events.transports.memory import MemoryBroker, MemoryTransport
 
 Make = Callable[..., Harness]
 
@@ -441,3 +443,26 @@ def test_a_refused_hand_back_is_tried_again_at_once(harness: Make) -> None:
     assert time.monotonic() - started < 15
     assert calls == [1, 1, 1, 2]  # three tries in process, then the redelivery
     assert h.stop() == EXIT_OK
+
+
+def test_derived_extenders_count_the_messages_async_handlers_hold() -> None:
+    from vod_events.consumer import Consumer
+    from vod_events.router import Router
+
+    def consumer(router: Router, settings: ConsumerSettings) -> Consumer:
+        processor = Processor(router, stats=Stats(), stopping=threading.Event(), source=QUEUE)
+        return Consumer(
+            lambda name: MemoryTransport(MemoryBroker(), name), QUEUE, processor, settings
+        )
+
+    async def awaiting(event: VodEvent, context: HandlerContext) -> None:
+        pass
+
+    sync_only, with_async = Router(), Router()
+    sync_only.add(lambda event, context: None, ["*"], name="sync")
+    with_async.add(awaiting, ["*"], name="async")
+    settings = ConsumerSettings(pollers=1, workers=16)  # 16 + 16 prefetch
+    assert consumer(sync_only, settings).extenders == 2
+    # + async_concurrency (256) calls in flight: 288 messages, one extender per 128
+    assert consumer(with_async, settings).extenders == 3
+    assert consumer(with_async, ConsumerSettings(pollers=1, extenders=1)).extenders == 1

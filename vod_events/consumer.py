@@ -140,10 +140,11 @@ class ConsumerSettings:
 
     delete_flush_seconds: longest a successful message waits for its batch to fill.
     release_visibility: seconds before a received-but-unstarted message returns at shutdown.
-    extenders: threads extending visibility (each with its own connection).
+    extenders: threads extending visibility (each with its own connection); DERIVED: from
+        the most messages the consumer holds (`extenders_for`), async handlers' included.
 
-    `prefetch`, `deleters` and `extenders` left at DERIVED (the config's "auto") are derived
-    when the settings are made (vod_events/polling.py): then they are plain numbers.
+    `prefetch` and `deleters` left at DERIVED (the config's "auto") are derived when the
+    settings are made (vod_events/polling.py): then they are plain numbers.
     """
 
     pollers: int | Literal["auto"] = AUTO
@@ -162,8 +163,10 @@ class ConsumerSettings:
             object.__setattr__(self, "prefetch", auto_prefetch(self.pollers))
         if self.deleters == DERIVED:
             object.__setattr__(self, "deleters", auto_deleters(self.pollers))
-        if self.extenders == DERIVED:
-            object.__setattr__(self, "extenders", auto_extenders(self.workers + self.prefetch))
+
+    def extenders_for(self, capacity: int) -> int:
+        """Extender threads for a consumer holding up to `capacity` messages at once."""
+        return auto_extenders(capacity) if self.extenders == DERIVED else max(1, self.extenders)
 
 
 @dataclass(slots=True, eq=False)
@@ -427,6 +430,7 @@ class Consumer:
         s = self.settings
         self._deletes = DeleteQueue(MAX_BATCH * 4 * s.deleters, s.delete_flush_seconds)
         capacity = self._capacity = s.workers + s.prefetch + processor.async_slots
+        self.extenders = s.extenders_for(capacity)
         self._slots = Slots(
             capacity, batch=min(MAX_BATCH, capacity // 4), patience=POLL_PATIENCE_SECONDS
         )
@@ -484,7 +488,7 @@ class Consumer:
                 error=str(exc),
             )
         s = self.settings
-        for i in range(max(1, s.extenders)):
+        for i in range(self.extenders):
             self._spawn(f"heartbeat-{i}", self._heartbeat_loop)
         self._spawn("renewer", self._renew_loop)
         for i in range(s.deleters):
@@ -500,7 +504,7 @@ class Consumer:
             workers=s.workers,
             prefetch=s.prefetch,
             deleters=s.deleters,
-            extenders=s.extenders,
+            extenders=self.extenders,
             visibility_timeout=self._extension_seconds(),
         )
         return EXIT_OK
