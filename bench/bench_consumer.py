@@ -23,7 +23,9 @@ Scenarios, all in one run:
 before any handler runs; the baselines call the same decoder), then the handler runs.
 
 Each scenario reports: messages/s draining the preloaded queue; the consumer process's CPU
-time per message (user + system, every thread); its peak RSS; and the latency from enqueue
+time per message (user + system, every thread); its threads' context switches per message
+(each a thread that blocked or was preempted, mostly GIL hand-overs: steadier than CPU time on
+a shared host); its peak RSS; and the latency from enqueue
 (the server's EnqueueTime) to handler start, p50 and p99, under a paced producer at 500 msg/s
 (or half the scenario's throughput when it cannot sustain that). Ratios are against (a) and
 (b), measured in the same run on the same server.
@@ -392,6 +394,7 @@ class Measured:
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     server_cpu_us_per_msg: float = 0.0
+    switches: int = 0  # context switches of the consumer's threads while it drained
     rss_samples: list[tuple[float, int, float]] = field(default_factory=list)  # soak only
 
     @property
@@ -401,6 +404,10 @@ class Measured:
     @property
     def cpu_us_per_msg(self) -> float:
         return 1e6 * self.cpu_seconds / self.messages
+
+    @property
+    def switches_per_msg(self) -> float:
+        return self.switches / self.messages
 
 
 class StartClock:
@@ -423,6 +430,21 @@ def resident_mb() -> float:
     with open("/proc/self/statm") as statm:
         pages = int(statm.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def thread_switches() -> int:
+    """Context switches (voluntary and not) of this process's live threads, from /proc:
+    each is a thread that blocked or was preempted, most often a GIL hand-over. Steadier
+    than CPU time on a shared host."""
+    total = 0
+    for task in os.listdir("/proc/self/task"):
+        path = f"/proc/self/task/{task}/status"
+        with contextlib.suppress(FileNotFoundError), open(path) as status:  # thread gone
+            for line in status:
+                name, _, value = line.partition(":")
+                if name.endswith("ctxt_switches"):  # voluntary_ and nonvoluntary_
+                    total += int(value)
+    return total
 
 
 def peak_rss_mb() -> float:
@@ -591,6 +613,7 @@ def scenario_process(scenario: Scenario, endpoint: str, soak: bool, conn: Connec
         conn.send("ready")
         conn.recv()
         cpu, started = time.process_time(), time.perf_counter()
+        switches = thread_switches()
         runner.start()
         if soak:
             result.rss_samples = _sample_rss(runner, scenario.messages, started)
@@ -598,6 +621,7 @@ def scenario_process(scenario: Scenario, endpoint: str, soak: bool, conn: Connec
             _wait_until(runner.done, scenario.messages, timeout=3600)
         result.seconds = time.perf_counter() - started
         result.cpu_seconds = time.process_time() - cpu
+        result.switches = thread_switches() - switches
         conn.send(("drained", result.seconds))
         if not soak:
             clock.on = True
@@ -711,14 +735,15 @@ def machine() -> dict[str, Any]:
 def table(rows: list[dict[str, Any]]) -> str:
     """A Markdown table of the scenario rows (also readable on a terminal)."""
     head = (
-        "| scenario | settings | msg/s | vs (a) | vs (b) | CPU µs/msg | peak RSS MB "
-        "| latency load msg/s | p50 ms | p99 ms |"
+        "| scenario | settings | msg/s | vs (a) | vs (b) | CPU µs/msg | switches/msg "
+        "| peak RSS MB | latency load msg/s | p50 ms | p99 ms |"
     )
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         lines.append(
             f"| {r['label']} | {r['settings']} | {r['rate']:,.0f} | {r['vs_a']:.1f}x "
-            f"| {r['vs_b']:.2f}x | {r['cpu_us_per_msg']:.0f} | {r['peak_rss_mb']:.1f} "
+            f"| {r['vs_b']:.2f}x | {r['cpu_us_per_msg']:.0f} | {r.get('switches_per_msg', 0):.1f} "
+            f"| {r['peak_rss_mb']:.1f} "
             f"| {r['latency_load']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |"
         )
     return "\n".join(lines)
@@ -981,6 +1006,7 @@ def run_main(args: argparse.Namespace) -> None:
             row.update(asdict(result))
             del row["rss_samples"]
             row.update(rate=result.rate, cpu_us_per_msg=result.cpu_us_per_msg)
+            row.update(switches_per_msg=result.switches_per_msg)
             rows.append(row)
     base_a, base_b = rows[0]["rate"], rows[1]["rate"]
     for row in rows:
@@ -1155,7 +1181,7 @@ def run_heartbeat(args: argparse.Namespace) -> None:
     extended = consumer.stats.get("extended")
     print(
         f"{in_flight:,} handled in {seconds:.0f} s; at most {most_in_flight:,} in flight; "
-        f"{extended:,} extensions by {consumer.settings.extenders} extenders; least visibility "
+        f"{extended:,} extensions by {consumer.extenders} extenders; least visibility "
         f"left {worst_margin:.1f} s; worst extension lateness {worst_lateness:.2f} s"
     )
     print(
@@ -1171,7 +1197,7 @@ def run_heartbeat(args: argparse.Namespace) -> None:
                 "hold_seconds": hold,
                 "latency_ms": latency,
                 "visibility_timeout": visibility,
-                "extenders": consumer.settings.extenders,
+                "extenders": consumer.extenders,
                 "seconds": seconds,
                 "most_in_flight": most_in_flight,
                 "extensions": extended,
