@@ -70,6 +70,13 @@ def received(
     )
 
 
+def jsonl_job_ids(path: Path) -> list[str]:
+    """The job ids of the events the built-in `jsonl` handler wrote to `path`, in order."""
+    if not path.exists():
+        return []
+    return [json.loads(line)["job_id"] for line in path.read_text().splitlines()]
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

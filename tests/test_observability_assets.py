@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import event_body, wait_for
+from helpers import event_body, jsonl_job_ids, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from service_process import Daemon
 
@@ -153,7 +153,7 @@ def exposed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
                 what="the three messages handled, skipped and dead-lettered",
             )
             text = scrape(metrics)
-            assert '"job_id": "job-1"' in handled.read_text()
+            assert "job-1" in jsonl_job_ids(handled)
             daemon.process.send_signal(signal.SIGTERM)
             assert daemon.wait() == 0
     found: dict[str, str] = {}

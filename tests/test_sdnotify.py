@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import Harness, event_body, wait_for
+from helpers import Harness, event_body, jsonl_job_ids, wait_for
 from service_process import Daemon
 
 from vod_events.mns_server import LocalMNSServer
@@ -243,7 +243,7 @@ def test_daemon_process_notifies_systemd_and_serves_readyz(
             with urllib.request.urlopen(readyz, timeout=5) as response:  # noqa: S310 - local
                 assert (response.status, response.read()) == (200, b"ok\n")
             handled = tmp_path / "out.jsonl"
-            wait_for(lambda: '"job_id": "job-1"' in handled.read_text(), what="the event handled")
+            wait_for(lambda: "job-1" in jsonl_job_ids(handled), what="the event handled")
             systemd.wait_for(lambda ms: "WATCHDOG=1" in ms)
 
             daemon.process.send_signal(signal.SIGTERM)
