@@ -8,7 +8,6 @@ killed with SIGKILL.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import sqlite3
 import subprocess
@@ -23,7 +22,6 @@ from typing import Any
 import pytest
 
 from vod_events.dedupe import (
-    CHECKPOINT_EVERY,
     ClaimState,
     IdempotencyStore,
     MemoryStore,
@@ -262,30 +260,3 @@ def test_a_renewed_claim_outlives_its_ttl(kind: str, tmp_path: Path, redis_url: 
         other.release("k")
         owner.close()
         other.close()
-
-
-def _rows_in_the_database_file(path: Path) -> int:
-    """Rows SQLite has copied from the WAL into the database file (immutable: WAL unread)."""
-    with contextlib.closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as db:
-        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'idempotency'").fetchone():
-            return 0  # not even the table yet
-        return int(db.execute("SELECT count(*) FROM idempotency").fetchone()[0])
-
-
-def test_completions_checkpoint_the_wal_outside_the_commits(tmp_path: Path) -> None:
-    path = tmp_path / "d.sqlite3"
-    store = SQLiteStore(path, claim_ttl=600)
-    try:
-        for i in range(CHECKPOINT_EVERY * 3 - 1):  # ~2,700 WAL pages: SQLite alone would have
-            store.claim(f"k{i}")  # checkpointed at 1,000
-            store.complete(f"k{i}")
-            if i == CHECKPOINT_EVERY - 2:
-                assert (store.checkpoints, _rows_in_the_database_file(path)) == (0, 0)
-        assert store.checkpoints == 2
-        assert _rows_in_the_database_file(path) >= 2 * CHECKPOINT_EVERY  # the WAL copied
-        store.claim("last")
-        store.complete("last")
-        assert store.checkpoints == 3
-        assert _rows_in_the_database_file(path) == 3 * CHECKPOINT_EVERY
-    finally:
-        store.close()

@@ -45,9 +45,6 @@ RENEWALS_PER_TTL = 3  # a claim is renewed this often within its lease: two rene
 # `complete` retries its write this often before giving the key up to its lease.
 COMPLETE_ATTEMPTS = 5
 SQLITE_CACHE_KIB = 512  # SQLiteStore's page cache, per process
-# SQLiteStore copies its write-ahead log into the database after this many completions
-# (each message writes ~3 WAL pages: about SQLite's own 1,000-page autocheckpoint).
-CHECKPOINT_EVERY = 300
 
 
 class ClaimState(enum.Enum):
@@ -323,10 +320,6 @@ class SQLiteStore:
         # lock and the busy timeout.
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
-        self._completions = 0  # since the last checkpoint
-        self._checkpointing = threading.Lock()  # one checkpoint at a time; others skip
-        self._checkpoint_db: sqlite3.Connection | None = None
-        self.checkpoints = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             for statement in self._SCHEMA:
@@ -335,47 +328,18 @@ class SQLiteStore:
     def _connection(self) -> sqlite3.Connection:
         """The connection, opened on first use (again after close()); hold `_lock`."""
         if self._db is None:
-            db = self._connect()
+            # Used by one thread at a time (under _lock), but not always the same one.
+            db = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL
-            # SQLite would checkpoint inside the commit that fills 1,000 WAL pages: copy them
-            # into the database and fsync both files while `_lock` is held, every worker
-            # waiting behind it, several times a second at the defaults (p99 enqueue->start
-            # 14.6-24.7 ms with it, 11.0-11.4 ms without). `_checkpoint` does it instead.
-            db.execute("PRAGMA wal_autocheckpoint=0")
             # Claims land at random keys all over the table, so SQLite's default page cache
             # (2 MB) fills over hours and is rarely hit: 512 KiB keeps the B-tree's upper
             # levels and cost no CPU per message in the soak, 0.8 MB less RSS after warm-up.
             db.execute(f"PRAGMA cache_size={-SQLITE_CACHE_KIB}")
             self._db = db
         return self._db
-
-    def _connect(self) -> sqlite3.Connection:
-        # Used by one thread at a time (under a lock), but not always the same one.
-        return sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-
-    def _checkpoint(self) -> None:
-        """Every CHECKPOINT_EVERY completions, copy the WAL into the database: in the thread
-        whose completion crossed the line, after its write and outside `_lock`, on a
-        connection of its own. PASSIVE: it waits for no reader or writer (the sqlite3 module
-        gives up the GIL meanwhile), so the other workers go on; only this thread's message
-        is deleted a few milliseconds later. A failure is left to the next one."""
-        if self._completions < CHECKPOINT_EVERY:  # counted by `complete`, under `_lock`
-            return
-        if not self._checkpointing.acquire(blocking=False):
-            return  # one is running
-        try:
-            self._completions = 0
-            if self._checkpoint_db is None:
-                self._checkpoint_db = self._connect()
-            self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            self.checkpoints += 1
-        except sqlite3.Error:  # busy or failing now: the WAL only grows until the next one
-            pass
-        finally:
-            self._checkpointing.release()
 
     # Take the key if it is absent or its row has expired, in ONE statement: atomic on its
     # own, and SQLite's write lock is held only inside that one call. (A BEGIN IMMEDIATE ..
@@ -433,10 +397,8 @@ class SQLiteStore:
                     "INSERT OR REPLACE INTO idempotency VALUES (?, ?, '', ?)",
                     (key, ClaimState.COMPLETED.value, self.clock() + self.completed_ttl),
                 )
-                self._completions += 1
 
         complete_retried(self._held, key, write)
-        self._checkpoint()
 
     def release(self, key: str) -> None:
         token = self._held.pop(key)
@@ -493,13 +455,9 @@ class SQLiteStore:
         return int(row[0]) if row else 0
 
     def close(self) -> None:
-        with self._checkpointing:
-            if self._checkpoint_db is not None:
-                self._checkpoint_db.close()
-                self._checkpoint_db = None
         with self._lock:
             if self._db is not None:
-                self._db.close()  # the last connection closed checkpoints the WAL
+                self._db.close()
                 self._db = None
 
 
