@@ -30,6 +30,8 @@ import redis
 from psycopg import sql
 
 from vod_events.consumer import Consumer
+from vod_events.dedupe import MemoryStore
+from vod_events.processing import Processor
 from vod_events.router import Router
 from vod_events.stats import Stats
 from vod_events.transports import ReceivedMessage
@@ -68,6 +70,16 @@ def received(
         first_dequeue_time_ms=0,
         next_visible_time_ms=0,
     )
+
+
+def processor(router: Router, **kwargs: Any) -> Processor:
+    """A Processor of QUEUE over `router` with its own stats and a MemoryStore; `kwargs`
+    adds to or replaces any of those."""
+    kwargs.setdefault("stats", Stats())
+    kwargs.setdefault("stopping", threading.Event())
+    kwargs.setdefault("source", QUEUE)
+    kwargs.setdefault("store", MemoryStore())
+    return Processor(router, **kwargs)
 
 
 def jsonl_job_ids(path: Path) -> list[str]:

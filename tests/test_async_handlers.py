@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import helpers
 import pytest
 from helpers import ConsumerThread, event_body, received, wait_for
 from test_consumer_mns import (
@@ -32,7 +33,7 @@ from test_consumer_mns import (
 from vod_events.config import load
 from vod_events.config.schema import HandlerSection
 from vod_events.consumer import EXIT_ABANDONED, EXIT_OK
-from vod_events.dedupe import ClaimState, MemoryStore
+from vod_events.dedupe import ClaimState
 from vod_events.errors import ConfigError, PermanentError
 from vod_events.events import VodEvent
 from vod_events.mns_server import LocalMNSServer
@@ -40,7 +41,6 @@ from vod_events.processing import OutcomeStatus, Processor
 from vod_events.retry import RetryPolicy
 from vod_events.router import HandlerContext, Router, TransactionalConflict, is_async_handler
 from vod_events.service.assemble import build_consumer, build_router
-from vod_events.stats import Stats
 from vod_events.transports import ReceivedMessage
 
 
@@ -75,14 +75,7 @@ def message(job: str = "job-1", dequeue_count: int = 1) -> ReceivedMessage:
 
 def processor(router: Router, **kwargs: Any) -> Processor:
     kwargs.setdefault("retry", RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.02))
-    return Processor(
-        router,
-        stats=Stats(),
-        stopping=threading.Event(),
-        source=QUEUE,
-        store=MemoryStore(),
-        **kwargs,
-    )
+    return helpers.processor(router, **kwargs)
 
 
 # ------------------------------------------------------------------ detection and router

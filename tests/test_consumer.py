@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import helpers
 import pytest
 from helpers import QUEUE, Harness, event_body, wait_for
 
@@ -16,9 +17,7 @@ from vod_events.consumer import EXIT_CRASH, EXIT_FATAL, EXIT_OK, Consumer, Consu
 from vod_events.dedupe import NullStore
 from vod_events.errors import PermanentError
 from vod_events.events import AIVideoTagComplete, VodEvent
-from vod_events.processing import Processor
 from vod_events.router import HandlerContext, Router
-from vod_events.stats import Stats
 from vod_events.transports import DeleteFailure, TransportError
 from vod_events.transports.memory import MemoryBroker, MemoryTransport
 
@@ -450,7 +449,7 @@ def test_derived_extenders_count_the_messages_async_handlers_hold() -> None:
     from vod_events.router import Router
 
     def consumer(router: Router, settings: ConsumerSettings) -> Consumer:
-        processor = Processor(router, stats=Stats(), stopping=threading.Event(), source=QUEUE)
+        processor = helpers.processor(router, store=NullStore())
         return Consumer(
             lambda name: MemoryTransport(MemoryBroker(), name), QUEUE, processor, settings
         )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import helpers
 import pytest
 import structlog
 from callback_client import Receiver, callback_config
@@ -35,7 +36,6 @@ from vod_events.cli.doctor import Status, check_tracing
 from vod_events.config import Config, from_dict
 from vod_events.config.schema import TracingSection
 from vod_events.deadletter import DirectorySink
-from vod_events.dedupe import MemoryStore
 from vod_events.errors import ConfigError, PermanentError
 from vod_events.events import VodEvent
 from vod_events.handlers import HttpHandler
@@ -46,7 +46,6 @@ from vod_events.router import HandlerContext, Router
 from vod_events.service import logs
 from vod_events.service.assemble import build_consumer, build_tracer
 from vod_events.service.http_callbacks import build_callback_server
-from vod_events.stats import Stats
 from vod_events.tracing_otel import (
     OtelBackend,
     OtelTracer,
@@ -106,12 +105,8 @@ def message(job: str = "job-1", body: str | None = None, dequeue_count: int = 2)
 
 
 def processor(router: Router, tracer: tracing.Tracer, tmp_path: Path, **kwargs: Any) -> Processor:
-    return Processor(
+    return helpers.processor(
         router,
-        stats=Stats(),
-        stopping=threading.Event(),
-        source=QUEUE,
-        store=MemoryStore(),
         dead_letters=DirectorySink(tmp_path / "dead-letters"),
         retry=FAST,
         tracer=tracer,
