@@ -192,6 +192,23 @@ def test_a_completion_is_retried_and_the_key_stays_renewed_meanwhile(
     assert other.claim("k").state is ClaimState.COMPLETED
 
 
+def test_a_batch_of_completions_is_retried_and_its_keys_stay_renewed_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SQLiteStore(tmp_path / "d.sqlite3", claim_ttl=600)
+    other = SQLiteStore(tmp_path / "d.sqlite3", claim_ttl=600)
+    keys = ["k", "b", "c"]
+    for key in keys:
+        assert store.claim(key).state is ClaimState.CLAIMED
+    flaky = _FlakyConnection(store, failures=2)
+    monkeypatch.setattr(store, "_connection", flaky)
+    store.complete_many(keys)
+    assert flaky.failures == 0
+    assert flaky.held_while_failing == [True, True]
+    assert store._held.items() == []
+    assert [other.claim(key).state for key in keys] == [ClaimState.COMPLETED] * 3
+
+
 def test_a_completion_that_keeps_failing_raises_and_leaves_the_key_to_its_lease(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

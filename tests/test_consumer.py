@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import helpers
@@ -14,7 +15,8 @@ from helpers import QUEUE, Harness, event_body, wait_for
 
 from vod_events.backoff import RedeliveryBackoff
 from vod_events.consumer import EXIT_CRASH, EXIT_FATAL, EXIT_OK, Consumer, ConsumerSettings
-from vod_events.dedupe import NullStore
+from vod_events.decoder import decode
+from vod_events.dedupe import ClaimState, NullStore, SQLiteStore
 from vod_events.errors import PermanentError
 from vod_events.events import AIVideoTagComplete, VodEvent
 from vod_events.router import HandlerContext, Router
@@ -191,6 +193,61 @@ def test_duplicate_event_is_deleted_without_calling_handlers(harness: Make) -> N
     h.stop()
     assert len(calls) == 1
     assert h.stats.get("duplicates") == 1
+
+
+class StalledCompletions(SQLiteStore):
+    """A SQLite store whose writes of completions wait for `gate`."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = threading.Event()
+
+    def complete_many(self, keys: Sequence[str]) -> None:
+        self.gate.wait(30)
+        super().complete_many(keys)
+
+
+def test_workers_go_on_while_completions_are_written_and_all_are_written_by_the_stop(
+    harness: Make, tmp_path: Path
+) -> None:
+    store = StalledCompletions(tmp_path / "d.sqlite3")
+    h = harness(store=store, settings=ConsumerSettings(pollers=1, workers=1, wait_seconds=1))
+    calls: list[str] = []
+    h.router.add(lambda event, ctx: calls.append(str(event.job_id)), name="record")
+    jobs = [f"job-{i}" for i in range(10)]
+    for job in jobs:
+        h.put(event_body(job))
+    h.start()
+    # One worker runs all ten while the first completion's write is stalled.
+    wait_for(lambda: len(calls) == 10, what="the worker to go on without waiting for writes")
+    other = SQLiteStore(tmp_path / "d.sqlite3")  # another process's view
+    keys = [f"{decode(event_body(job)).dedupe_key}|record" for job in jobs]
+    assert other.claim(keys[0]).state is ClaimState.IN_PROGRESS  # held until written
+    store.gate.set()
+    assert h.stop() == EXIT_OK
+    assert [other.claim(key).state for key in keys] == [ClaimState.COMPLETED] * 10
+    assert sorted(calls) == sorted(jobs)
+    other.close()
+
+
+def test_a_duplicate_arriving_while_the_completion_is_written_waits_for_it_here(
+    harness: Make, tmp_path: Path
+) -> None:
+    store = StalledCompletions(tmp_path / "d.sqlite3")
+    h = harness(store=store, settings=ConsumerSettings(pollers=1, workers=2, wait_seconds=1))
+    calls: list[str] = []
+    h.router.add(lambda event, ctx: calls.append(ctx.message_id), name="record")
+    h.put(event_body("job-1"))
+    h.start()
+    wait_for(lambda: len(calls) == 1)
+    h.put(event_body("job-1"))  # the same event again, its completion not yet written
+    wait_for(lambda: h.stats.get("received") == 2)
+    store.gate.set()
+    wait_for(lambda: h.stats.get("deleted") == 2)
+    assert h.stop() == EXIT_OK
+    assert len(calls) == 1
+    assert h.stats.get("duplicates") == 1
+    assert h.stats.get("deferred") == 0  # waited in this process, not handed back
 
 
 def test_long_handler_outliving_visibility_is_not_redelivered(harness: Make) -> None:

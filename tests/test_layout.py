@@ -73,6 +73,7 @@ LAYERS: dict[str, str] = {
     "limits": ENGINE,
     "backoff": ENGINE,
     "dedupe": ENGINE,
+    "completions": ENGINE,
     "postgres_store": ENGINE,
     "owners": ENGINE,
     "deadletter": ENGINE,

@@ -343,7 +343,7 @@ def test_a_completion_is_retried_and_the_key_stays_renewed_meanwhile(
     held_while_failing: list[bool] = []
 
     def flaky(what: str) -> Any:
-        if what == "recording a completion" and failures[0]:
+        if what == "recording completions" and failures[0]:
             failures[0] -= 1
             held_while_failing.append(any(k == "k" for k, _ in store._held.items()))
             raise StoreUnavailableError("PostgreSQL did not answer")

@@ -7,6 +7,7 @@
                                       delete queue ──▶ deleters (BatchDelete ≤ 16, ≤ 50 ms)
     heartbeat (extenders): extend each in-flight message's visibility before it lapses
     renewer: renew the idempotency claims every `renew_interval(store)`
+    completions: record handlers' completions in the store, in batches behind the workers
 
 Threads and what they own:
 - Pollers long-poll with BatchReceiveMessage for min(16, free slots) messages, so at most
@@ -33,6 +34,8 @@ Threads and what they own:
   whole capacity received at once is extended in seconds (2,048 at 20 ms: ~2.6 s).
 - The renewer renews the idempotency store's claims on the store's own schedule: a lease is
   a few seconds, whatever the queue's visibility timeout (rule 13).
+- The completion writer records handlers' completions in the store in batches, so that
+  workers do not wait for a write each (completions.py: the key stays held until written).
 
 Every in-flight message has one `InFlight` record holding its latest receipt handle, and
 every call that uses or replaces that handle (extend, delete, hand back) is made under the
@@ -71,7 +74,8 @@ from typing import Literal
 import structlog
 
 from vod_events.backoff import ExponentialBackoff
-from vod_events.dedupe import renew_interval
+from vod_events.completions import CompletionWriter
+from vod_events.dedupe import NullStore, renew_interval
 from vod_events.polling import (
     AUTO,
     PollerPolicy,
@@ -449,6 +453,13 @@ class Consumer:
         # record's `due` has changed since, or that is finished, is stale and skipped.
         self._due_heap: list[tuple[float, int, InFlight]] = []
         self._due_seq = itertools.count()
+        # Handlers' completions, written behind the workers in batches (completions.py);
+        # with idempotency off there is nothing to write.
+        self._completions = (
+            None
+            if isinstance(processor.store, NullStore)
+            else CompletionWriter(processor.store, self.stats, watch=self.calls.watch)
+        )
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -491,6 +502,9 @@ class Consumer:
         for i in range(self.extenders):
             self._spawn(f"heartbeat-{i}", self._heartbeat_loop)
         self._spawn("renewer", self._renew_loop)
+        if self._completions is not None:
+            self._spawn("completions", self._completions.run)
+            self.processor.record_completions_with(self._completions.submit)
         for i in range(s.deleters):
             self._spawn(f"deleter-{i}", self._deleter_loop)
         for i in range(s.workers):
@@ -554,8 +568,10 @@ class Consumer:
                 "their messages will be redelivered",
                 running=self.abandoned,
             )
+        if self._completions is not None:
+            self._completions.close()  # written before the store closes
         self._deletes.close()  # deleters send what is left, then stop
-        self._join(self._threads("deleter"), timeout=10.0)
+        self._join(self._threads("deleter") + self._threads("completions"), timeout=10.0)
         self._finished.set()
         with self._schedule:
             self._schedule.notify_all()

@@ -15,7 +15,8 @@ whether this very store holds it (`Claim.mine`: another thread of this process i
 handler, so wait for it with `wait_for`) or someone else does (come back after `retry_after`).
 
 `complete` is retried, and the key stays held (renewed) until the write succeeds: one
-transient error must not free the key of a handler that has already run.
+transient error must not free the key of a handler that has already run. `complete_many`
+records a batch in one write (the consumer's `CompletionWriter`, completions.py).
 
 Deliveries that found the key in progress are counted per message (`count_deferral`), so the
 consumer can leave them out of `max_deliveries`.
@@ -30,7 +31,7 @@ import enum
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -78,6 +79,11 @@ class IdempotencyStore(Protocol):
 
     def complete(self, key: str) -> None:
         """Record the key as completed (retried); raises StoreError when that failed."""
+        ...
+
+    def complete_many(self, keys: Sequence[str]) -> None:
+        """`complete` for several keys at once, in as few writes as the backend allows;
+        raises StoreError when that failed (the keys not recorded are left to their lease)."""
         ...
 
     def release(self, key: str) -> None: ...
@@ -175,6 +181,9 @@ class NullStore:
     def complete(self, key: str) -> None:
         pass
 
+    def complete_many(self, keys: Sequence[str]) -> None:
+        pass
+
     def release(self, key: str) -> None:
         pass
 
@@ -236,9 +245,15 @@ class MemoryStore:
         self._deferrals = {k: d for k, d in self._deferrals.items() if d[1] > now}
 
     def complete(self, key: str) -> None:
+        self.complete_many((key,))
+
+    def complete_many(self, keys: Sequence[str]) -> None:
         with self._lock:
-            self._rows[key] = (ClaimState.COMPLETED, "", self.clock() + self.completed_ttl)
-        self._held.pop(key)
+            expiry = self.clock() + self.completed_ttl
+            for key in keys:
+                self._rows[key] = (ClaimState.COMPLETED, "", expiry)
+        for key in keys:
+            self._held.pop(key)
 
     def release(self, key: str) -> None:
         token = self._held.pop(key)
@@ -390,15 +405,28 @@ class SQLiteStore:
             return self._held.in_progress(key, owner, expires, now)
         return Claim(ClaimState.IN_PROGRESS, 1.0)
 
+    _COMPLETE = "INSERT OR REPLACE INTO idempotency VALUES (?, 'completed', '', ?)"
+
     def complete(self, key: str) -> None:
         def write() -> None:
             with self._lock:
-                self._connection().execute(
-                    "INSERT OR REPLACE INTO idempotency VALUES (?, ?, '', ?)",
-                    (key, ClaimState.COMPLETED.value, self.clock() + self.completed_ttl),
-                )
+                expiry = self.clock() + self.completed_ttl
+                self._connection().execute(self._COMPLETE, (key, expiry))
 
-        complete_retried(self._held, key, write)
+        complete_retried(self._held, (key,), write)
+
+    def complete_many(self, keys: Sequence[str]) -> None:
+        # One statement of many rows: atomic on its own, and one GIL hand-over (the sqlite3
+        # module gives up the GIL around each statement; executemany: around each row).
+        statement = self._COMPLETE + ", (?, 'completed', '', ?)" * (len(keys) - 1)
+
+        def write() -> None:
+            expiry = self.clock() + self.completed_ttl
+            with self._lock:
+                self._connection().execute(statement, [v for key in keys for v in (key, expiry)])
+
+        if keys:
+            complete_retried(self._held, keys, write)
 
     def release(self, key: str) -> None:
         token = self._held.pop(key)
@@ -461,16 +489,18 @@ class SQLiteStore:
                 self._db = None
 
 
-def complete_retried(held: HeldClaims, key: str, write: Callable[[], object]) -> None:
-    """Record a completion: retried, and renewed meanwhile (the key stays held until the
-    write succeeds). After the last failure the key is let go to its lease, so a redelivery
-    can run the handler again once it lapses - at least once, never lost."""
+def complete_retried(held: HeldClaims, keys: Sequence[str], write: Callable[[], object]) -> None:
+    """Record completions: retried, and renewed meanwhile (the keys stay held until the
+    write succeeds). After the last failure the keys are let go to their lease, so a
+    redelivery can run the handler again once it lapses - at least once, never lost."""
     try:
         _retried(write)
     except Exception as exc:
-        held.pop(key)
+        for key in keys:
+            held.pop(key)
         raise StoreError(f"recording the completion failed: {exc!r}") from exc
-    held.pop(key)
+    for key in keys:
+        held.pop(key)
 
 
 class RedisStore:
@@ -542,9 +572,18 @@ class RedisStore:
     def complete(self, key: str) -> None:
         complete_retried(
             self._held,
-            key,
+            (key,),
             lambda: self.client.set(self.prefix + key, self.DONE, px=self.completed_ttl_ms),
         )
+
+    def complete_many(self, keys: Sequence[str]) -> None:
+        def write() -> None:
+            pipe = self.client.pipeline(transaction=False)  # one round trip; each SET atomic
+            for key in keys:
+                pipe.set(self.prefix + key, self.DONE, px=self.completed_ttl_ms)
+            pipe.execute()
+
+        complete_retried(self._held, keys, write)
 
     def release(self, key: str) -> None:
         token = self._held.pop(key)

@@ -20,7 +20,7 @@ import re
 import select
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Self, TypeAlias
 from urllib.parse import quote
@@ -578,17 +578,24 @@ class PostgresStore:
         return Claim(ClaimState.IN_PROGRESS, 1.0)
 
     def complete(self, key: str) -> None:
+        self.complete_many((key,))
+
+    def complete_many(self, keys: Sequence[str]) -> None:
         def write() -> None:
-            with self._connection("recording a completion") as conn:
-                args = {"key": key, "ttl": self.completed_ttl, "now": self._now()}
-                conn.execute(self._q.complete, args)
+            with self._connection("recording completions") as conn:
+                now, ttl = self._now(), self.completed_ttl
+                with conn.transaction(), conn.cursor() as cursor:  # one commit for all
+                    cursor.executemany(
+                        self._q.complete, [{"key": key, "ttl": ttl, "now": now} for key in keys]
+                    )
 
         try:  # almost always succeeds at once: no retry machinery for that
             write()
         except Exception:
-            complete_retried(self._held, key, write)  # retried, the key renewed meanwhile
+            complete_retried(self._held, keys, write)  # retried, the keys renewed meanwhile
         else:
-            self._held.pop(key)
+            for key in keys:
+                self._held.pop(key)
 
     def release(self, key: str) -> None:
         token = self._held.pop(key)

@@ -18,7 +18,8 @@ A transactional handler (`Route.transactional`) runs inside `store.transaction(k
 records its completion in the same database transaction as the handler's own writes
 (`ctx.db`): each call, retries included, gets a fresh transaction, committed when the
 handler returns and rolled back when it raises. Every other handler is completed with
-`store.complete(key)` after it returns, as before (no extra work for them).
+`store.complete(key)` after it returns - or, in the consumer, handed to its write-behind
+(`record_completions_with`), which keeps the key held until it is written.
 
 Async handlers (`Route.is_async`): the pipeline is one generator per delivery (`_steps`),
 which yields an `AsyncCall` where it needs an async handler's result. `process` drives it to
@@ -209,6 +210,8 @@ class Processor:
                 f"'postgres'); this processor's store is a {type(self.store).__name__}"
             )
         self._claim_lost: type[Exception] | None = None  # PostgresStore's, once needed
+        # Records a handler's completion: the store, or a consumer's write-behind.
+        self._complete: Callable[[str], None] = self.store.complete
 
     @property
     def async_slots(self) -> int:
@@ -238,6 +241,12 @@ class Processor:
         """Cancel every async handler call still running (shutdown_timeout has run out); how
         many there were. Each comes back to its `Pending` as a failure."""
         return self._runner.cancel_all() if self._runner is not None else 0
+
+    def record_completions_with(self, complete: Callable[[str], None]) -> None:
+        """Record handlers' completions with `complete(key)` instead of `store.complete`:
+        the consumer's `CompletionWriter.submit` (completions.py), which returns before the
+        write, keeping the key held in the store until it is done."""
+        self._complete = complete
 
     def close(self) -> None:
         """Stop the async handlers' loop, if one was started (the store has its owner)."""
@@ -436,7 +445,7 @@ class Processor:
             return self._failed(call, exc)
         finally:
             self.stats.observe_handler(time.perf_counter() - started)
-        self.store.complete(call.key)
+        self._complete(call.key)
         return None
 
     def _await_returned(self, call: Call, awaitable: Any) -> None:
@@ -490,7 +499,7 @@ class Processor:
         self.stats.observe_handler(time.perf_counter() - started)
         if error is not None:
             return self._failed(call, error)
-        self.store.complete(call.key)
+        self._complete(call.key)
         return None
 
     def _run_in_transaction(self, call: Call) -> Outcome | None:

@@ -33,6 +33,7 @@ CounterName = Literal[
     "callbacks_rejected",
     "handler_timeouts",
     "handler_overruns",
+    "completion_failures",
 ]
 
 
@@ -92,6 +93,11 @@ COUNTERS: tuple[Counter, ...] = (
         "handler_overruns",
         "handler_overruns",
         "Sync handler calls that outlived their timeout (run on: threads cannot be cancelled).",
+    ),
+    Counter(
+        "completion_failures",
+        "completion_failures",
+        "Handler completions the idempotency store could not record (left to their lease).",
     ),
 )
 

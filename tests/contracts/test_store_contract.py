@@ -160,6 +160,18 @@ def test_a_completed_key_stays_completed(backend: Backend) -> None:
     assert store.claim("k").state is ClaimState.COMPLETED
 
 
+def test_complete_many_completes_every_key_and_lets_each_go(backend: Backend) -> None:
+    store = backend.store()
+    keys = [f"k{i}" for i in range(40)]
+    for key in keys:
+        assert store.claim(key).state is ClaimState.CLAIMED
+    assert not store.wait_for("k0", timeout=0)  # held until written
+    store.complete_many(keys)
+    assert all(store.wait_for(key, timeout=0) for key in keys)
+    assert all(store.claim(key).state is ClaimState.COMPLETED for key in keys)
+    store.complete_many([])  # nothing to write: no error
+
+
 def test_a_released_key_can_be_claimed_again(backend: Backend) -> None:
     store = backend.store()
     assert store.claim("k").state is ClaimState.CLAIMED
@@ -248,6 +260,7 @@ def test_the_null_store_runs_every_delivery() -> None:
     assert store.claim("k").state is ClaimState.CLAIMED
     assert store.claim("k").state is ClaimState.CLAIMED  # not even a duplicate in flight
     store.complete("k")
+    store.complete_many(["k", "j"])
     assert store.claim("k").state is ClaimState.CLAIMED  # not even a completed one
     store.release("k")
     store.renew()
@@ -269,6 +282,15 @@ def test_only_one_store_claims_a_key(shared_backend: Backend) -> None:
     a.complete("k")
     assert b.claim("k").state is ClaimState.COMPLETED
     assert a.claim("k").state is ClaimState.COMPLETED
+
+
+def test_keys_completed_together_are_completed_for_every_store(shared_backend: Backend) -> None:
+    a, b = shared_backend.store(), shared_backend.store()
+    for key in ("x", "y"):
+        assert a.claim(key).state is ClaimState.CLAIMED
+    a.complete_many(["x", "y"])
+    assert b.claim("x").state is ClaimState.COMPLETED
+    assert b.claim("y").state is ClaimState.COMPLETED
 
 
 def test_the_owners_release_frees_the_key_for_another_store(shared_backend: Backend) -> None:
