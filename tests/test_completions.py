@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def test_a_key_stays_held_until_written_then_is_completed_for_everyone(
 ) -> None:
     other = SQLiteStore(tmp_path / "d.sqlite3")  # another process's
     claimed(store, "k")
-    writer = CompletionWriter(store, Stats())
+    writer = CompletionWriter(store, Stats(), max_wait=60)
     thread = running(writer)
     writer.submit("k")  # returns at once: the write waits for the gate
     assert store.entered.wait(5)
@@ -80,7 +81,7 @@ def test_a_key_stays_held_until_written_then_is_completed_for_everyone(
 def test_keys_that_arrive_during_a_write_go_in_the_next_one_together(store: GatedStore) -> None:
     keys = [f"k{i}" for i in range(50)]
     claimed(store, *keys)
-    writer = CompletionWriter(store, Stats())
+    writer = CompletionWriter(store, Stats(), max_wait=60)
     thread = running(writer)
     writer.submit(keys[0])
     assert store.entered.wait(5)  # the writer is busy with the first key
@@ -99,7 +100,7 @@ def test_close_writes_what_is_pending_and_later_keys_are_written_at_once(
     store: GatedStore,
 ) -> None:
     claimed(store, "a", "b", "late")
-    writer = CompletionWriter(store, Stats())
+    writer = CompletionWriter(store, Stats(), max_wait=60)
     thread = running(writer)
     writer.submit("a")
     assert store.entered.wait(5)
@@ -116,7 +117,7 @@ def test_close_writes_what_is_pending_and_later_keys_are_written_at_once(
 
 def test_submit_waits_for_room_when_max_pending_keys_wait(store: GatedStore) -> None:
     claimed(store, "a", "b", "c", "d")
-    writer = CompletionWriter(store, Stats(), max_pending=2)
+    writer = CompletionWriter(store, Stats(), max_pending=2, max_wait=60)
     thread = running(writer)
     writer.submit("a")
     assert store.entered.wait(5)  # "a" is being written; two more fill the room
@@ -149,7 +150,7 @@ def test_a_failed_write_is_counted_and_its_keys_left_to_their_lease(
         watched.append(what)
         yield
 
-    writer = CompletionWriter(store, stats, watch=watch)
+    writer = CompletionWriter(store, stats, watch=watch, max_wait=60)
     thread = running(writer)
     writer.submit("a")
     writer.submit("b")
@@ -170,3 +171,21 @@ def test_a_failed_write_is_counted_and_its_keys_left_to_their_lease(
     assert store.claim("c").state is ClaimState.COMPLETED
     writer.close()
     thread.join(5)
+
+
+def test_a_key_that_waited_max_wait_has_the_next_submitter_write_the_batch(
+    store: GatedStore,
+) -> None:
+    """On a saturated CPU the writer thread may wait long for the GIL: a worker then writes."""
+    claimed(store, "a", "b", "c")
+    store.gate.set()
+    writer = CompletionWriter(store, Stats(), max_wait=0.01)  # no writer thread at all
+    writer.submit("a")
+    assert store.batches == []  # left for the writer thread
+    time.sleep(0.02)
+    writer.submit("b")  # "a" has waited longer than max_wait: this caller writes both
+    assert store.batches == [["a", "b"]]
+    assert writer.pending() == 0
+    writer.submit("c")  # the clock starts again
+    assert store.batches == [["a", "b"]]
+    assert writer.pending() == 1

@@ -250,6 +250,38 @@ def test_a_duplicate_arriving_while_the_completion_is_written_waits_for_it_here(
     assert h.stats.get("deferred") == 0  # waited in this process, not handed back
 
 
+def test_messages_handed_back_unstarted_at_shutdown_have_their_claims_released(
+    harness: Make, tmp_path: Path
+) -> None:
+    store = SQLiteStore(tmp_path / "d.sqlite3")
+    h = harness(store=store, settings=ConsumerSettings(pollers=1, workers=1, wait_seconds=1))
+    gate, calls = threading.Event(), []
+
+    def record(event: VodEvent, ctx: HandlerContext) -> None:
+        calls.append(str(event.job_id))
+        gate.wait(10)
+
+    h.router.add(record, name="record")
+    jobs = [f"job-{i}" for i in range(5)]
+    for job in jobs:
+        h.put(event_body(job))
+    h.start()
+    wait_for(lambda: len(calls) == 1 and h.stats.get("received") == 5)
+    stopping = threading.Thread(target=h.stop)
+    stopping.start()
+    wait_for(lambda: h.stats.get("released") == 4, what="the unstarted messages handed back")
+    gate.set()
+    stopping.join(10)
+    other = SQLiteStore(tmp_path / "d.sqlite3")  # the next process, at once
+    states = {
+        job: other.claim(f"{decode(event_body(job)).dedupe_key}|record").state for job in jobs
+    }
+    assert states == {
+        job: ClaimState.COMPLETED if job in calls else ClaimState.CLAIMED for job in jobs
+    }
+    other.close()
+
+
 def test_long_handler_outliving_visibility_is_not_redelivered(harness: Make) -> None:
     h = harness(
         visibility_timeout=1,

@@ -13,10 +13,12 @@ Invariants:
   it (`store.wait_for`), and one in another process is deferred. So writing behind never
   lets a duplicate run a handler that has already run.
 - The writer wakes as soon as a key arrives while it is idle, and takes every key that came
-  while it was writing: a key waits for at most the write in progress and its own. That
-  wait is the window in which a SIGKILL means the handler runs again on redelivery; on an
-  idle host it is one write, as when each worker wrote its own, and on a saturated one a
-  few milliseconds more (the writer waits for the GIL: figures in the README).
+  while it was writing. From a handler's return to its recorded completion is the window in
+  which a SIGKILL means the handler runs again on redelivery. On a saturated CPU the
+  writer thread waits long for each turn at the GIL (tens of milliseconds were measured),
+  so once the oldest key has waited `max_wait` the next `submit` writes the batch itself:
+  the window stays within a few milliseconds of what it was when each worker wrote its
+  own, and writes stay batched (figures in the README).
 - A message may be deleted before its completion is written. That is no risk: a deleted
   message is not redelivered, and the key stays held until the write.
 - `submit` blocks while `max_pending` keys wait (a slow or failing store slows the workers
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
@@ -42,6 +45,9 @@ from vod_events.stats import Stats
 log = structlog.get_logger("vod_events.completions")
 
 MAX_PENDING = 1024  # keys waiting to be written before `submit` blocks
+# Longest a key waits for the writer thread before a worker submitting another writes the
+# batch itself: on a saturated CPU the thread waits long for the GIL (see the module doc).
+MAX_WAIT_SECONDS = 0.005
 MAX_WRITE = 256  # keys per store call: a batch of one transaction stays short
 
 
@@ -53,6 +59,9 @@ class CompletionWriter:
     """Write-behind of `store.complete`: `submit` from any thread, `run` on one thread.
 
     watch: wraps each store call (the consumer's `CallWatch.watch`, for liveness).
+    max_pending: keys waiting before `submit` blocks.
+    max_wait: longest the oldest waiting key waits for the writer thread before the next
+        `submit` writes the batch itself.
     """
 
     def __init__(
@@ -62,13 +71,16 @@ class CompletionWriter:
         *,
         watch: Callable[[str], AbstractContextManager[None]] = _unwatched,
         max_pending: int = MAX_PENDING,
+        max_wait: float = MAX_WAIT_SECONDS,
     ) -> None:
         self.store = store
         self.stats = stats
         self.watch = watch
         self.max_pending = max_pending
+        self.max_wait = max_wait
         self._pending: list[str] = []
-        self._writing = 0  # keys taken by `run` and not yet written
+        self._oldest = 0.0  # time.monotonic() since which the first pending key waits
+        self._writing = 0  # keys taken and not yet written
         self._closed = False
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)  # the writer waits here
@@ -76,16 +88,23 @@ class CompletionWriter:
         self._written = threading.Condition(self._lock)  # `flush` waits here
 
     def submit(self, key: str) -> None:
-        """Record `key` as completed, soon; returns without waiting for the write."""
+        """Record `key` as completed, soon; returns without waiting for the write, unless
+        the oldest waiting key has waited `max_wait`: then this caller writes the batch."""
         with self._lock:
             while len(self._pending) >= self.max_pending and not self._closed:
                 self._room.wait()
-            if not self._closed:
-                self._pending.append(key)
-                if len(self._pending) == 1:
+            if self._closed:
+                keys = self._take([key])  # nobody else will
+            else:
+                now = time.monotonic()
+                if not self._pending:
+                    self._oldest = now
                     self._arrived.notify()  # idle: wake it; busy: it takes this one next
-                return
-        self._write([key])  # closed: nobody else will
+                self._pending.append(key)
+                if now - self._oldest < self.max_wait:
+                    return
+                keys = self._take(self._pending)  # the writer is late: its GIL turn is not
+        self._write(keys)
 
     def run(self) -> None:
         """The writer thread: write batches until `close`, then what is left; return."""
@@ -95,14 +114,8 @@ class CompletionWriter:
                     self._arrived.wait()
                 if not self._pending:
                     return  # closed and drained
-                keys = self._pending[:MAX_WRITE]
-                del self._pending[:MAX_WRITE]
-                self._writing = len(keys)
-                self._room.notify_all()
+                keys = self._take(self._pending)
             self._write(keys)
-            with self._lock:
-                self._writing = 0
-                self._written.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every key submitted so far has been written (or has failed); False if
@@ -124,7 +137,18 @@ class CompletionWriter:
         with self._lock:
             return len(self._pending) + self._writing
 
+    def _take(self, keys: list[str]) -> list[str]:
+        """Take up to MAX_WRITE of `keys` (the pending list, or a late key) to write (hold
+        `_lock`)."""
+        taken = keys[:MAX_WRITE]
+        del keys[:MAX_WRITE]
+        self._oldest = time.monotonic()  # what is left waits from now: one writer at a time
+        self._writing += len(taken)
+        self._room.notify_all()
+        return taken
+
     def _write(self, keys: list[str]) -> None:
+        """Write taken keys, then count them written."""
         try:
             with self.watch("record completions"):
                 self.store.complete_many(keys)
@@ -135,3 +159,7 @@ class CompletionWriter:
                 keys=len(keys),
                 error=str(exc),
             )
+        finally:
+            with self._lock:
+                self._writing -= len(keys)
+                self._written.notify_all()

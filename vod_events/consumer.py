@@ -13,7 +13,10 @@ Threads and what they own:
 - Pollers long-poll with BatchReceiveMessage for min(16, free slots) messages, so at most
   `workers + prefetch` messages are in flight, and poll again as soon as slots free up (a
   quarter of the capacity, at most 16, or any 50 ms after the first) — never waiting for a
-  whole batch (docs/design.md rule 1). `pollers = N` runs N of them, all polling;
+  whole batch (docs/design.md rule 1). Each batch is decoded and its idempotency keys
+  claimed in one store call (`Processor.claim_ahead`) before the workers see it; the
+  worker that takes a message owns its claims, and a message handed back unstarted has
+  them released. `pollers = N` runs N of them, all polling;
   with `pollers = "auto"` (the default) a `PollerPolicy` (polling.py), told what each
   receive saw, decides how many of at most 16 poll now: more while full batches come back
   and the workers run dry, fewer when the workers are behind, the queue is dry, or MNS
@@ -85,7 +88,7 @@ from vod_events.polling import (
     auto_prefetch,
     poller_threads,
 )
-from vod_events.processing import Outcome, Pending, Processor
+from vod_events.processing import Ahead, Outcome, Pending, Processor
 from vod_events.stats import Stats
 from vod_events.transports import (
     MAX_VISIBILITY_SECONDS,
@@ -187,6 +190,9 @@ class InFlight:
     due: float = 0.0  # time.monotonic() at which to extend it next
     finished: bool = False  # deleted, handed back or given up: its handle is not ours to use
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Decoded and claimed by its poller (`Processor.claim_ahead`); the worker that takes
+    # the record takes this over.
+    ahead: Ahead | None = None
 
     def retire(self) -> None:
         """Mark it finished (with `lock` held): no extension may touch it from now on."""
@@ -824,7 +830,11 @@ class Consumer:
                 continue
             empty_streak = 0
             self.stats.incr("received", len(messages))
-            for entry in self._track(messages, sent, sent_ms):
+            entries = self._track(messages, sent, sent_ms)
+            with self.calls.watch("claim ahead"):
+                aheads = self.processor.claim_ahead(messages)
+            for entry, ahead in zip(entries, aheads, strict=True):
+                entry.ahead = ahead
                 self._work.put(entry)
 
     def _may_poll(self, index: int) -> bool:
@@ -882,7 +892,8 @@ class Consumer:
                 if self.stopping.is_set():
                     self._release(entry)
                     continue
-                result = self.processor.begin(entry.message)
+                result = self.processor.begin(entry.message, entry.ahead)
+                entry.ahead = None  # the run owns it now
             else:
                 result = self.processor.resume(pending)
             if isinstance(result, Pending):
@@ -940,6 +951,8 @@ class Consumer:
 
     def _release(self, entry: InFlight) -> None:
         """Hand an unstarted message back quickly at shutdown."""
+        self.processor.forget(entry.ahead)
+        entry.ahead = None
         self._hand_back(entry, self.settings.release_visibility, "release")
         self.stats.incr("released")
         self._slots.give_back()

@@ -16,7 +16,8 @@ handler, so wait for it with `wait_for`) or someone else does (come back after `
 
 `complete` is retried, and the key stays held (renewed) until the write succeeds: one
 transient error must not free the key of a handler that has already run. `complete_many`
-records a batch in one write (the consumer's `CompletionWriter`, completions.py).
+records a batch in one write (the consumer's `CompletionWriter`, completions.py), and
+`claim_many` claims a received batch in one (`Processor.claim_ahead`).
 
 Deliveries that found the key in progress are counted per message (`count_deferral`), so the
 consumer can leave them out of `max_deliveries`.
@@ -76,6 +77,13 @@ class IdempotencyStore(Protocol):
     claim_ttl: float
 
     def claim(self, key: str) -> Claim: ...
+
+    def claim_many(self, keys: Sequence[str]) -> dict[str, Claim]:
+        """Claim several keys at once, in as few calls as the backend allows: CLAIMED for
+        the keys it took, COMPLETED for those done before. A key it cannot settle so
+        cheaply - in progress, or held by a dead owner, or any key on a backend without
+        batch claims - is left out: `claim` it on its own."""
+        ...
 
     def complete(self, key: str) -> None:
         """Record the key as completed (retried); raises StoreError when that failed."""
@@ -178,6 +186,9 @@ class NullStore:
     def claim(self, key: str) -> Claim:
         return Claim(ClaimState.CLAIMED)
 
+    def claim_many(self, keys: Sequence[str]) -> dict[str, Claim]:
+        return dict.fromkeys(keys, Claim(ClaimState.CLAIMED))
+
     def complete(self, key: str) -> None:
         pass
 
@@ -239,6 +250,10 @@ class MemoryStore:
             self._held.add(key, token)
             self._rows[key] = (ClaimState.IN_PROGRESS, token, now + self.claim_ttl)
             return Claim(ClaimState.CLAIMED)
+
+    def claim_many(self, keys: Sequence[str]) -> dict[str, Claim]:
+        claims = {key: self.claim(key) for key in dict.fromkeys(keys)}
+        return {key: c for key, c in claims.items() if c.state is not ClaimState.IN_PROGRESS}
 
     def _purge(self, now: float) -> None:
         self._rows = {k: row for k, row in self._rows.items() if row[2] > now}
@@ -382,10 +397,7 @@ class SQLiteStore:
                 params = (key, ClaimState.IN_PROGRESS.value, token, now + self.claim_ttl, now)
                 if db.execute(self._CLAIM, params).rowcount == 1:
                     self._held.add(key, token)
-                    self._claims += 1
-                    if self._claims % self.PURGE_EVERY == 0:
-                        db.execute("DELETE FROM idempotency WHERE expires < ?", (now,))
-                        db.execute("DELETE FROM deferrals WHERE expires < ?", (now,))
+                    self._count_claims(1, now, db)
                     return Claim(ClaimState.CLAIMED)
                 row = db.execute(
                     "SELECT state, owner, expires FROM idempotency WHERE key = ?", (key,)
@@ -406,6 +418,42 @@ class SQLiteStore:
         return Claim(ClaimState.IN_PROGRESS, 1.0)
 
     _COMPLETE = "INSERT OR REPLACE INTO idempotency VALUES (?, 'completed', '', ?)"
+
+    def claim_many(self, keys: Sequence[str]) -> dict[str, Claim]:
+        unique = list(dict.fromkeys(keys))
+        if not unique:
+            return {}
+        now = self.clock()
+        tokens = {key: self._held.tokens.new() for key in unique}
+        expiry = now + self.claim_ttl
+        # _CLAIM for many rows: `?5` becomes the last parameter, after every row's three.
+        rows = ", ".join(["(?, 'in_progress', ?, ?)"] * len(unique))
+        statement = self._CLAIM.replace("(?1, ?2, ?3, ?4)", rows).replace("?5", "?")
+        params = [v for key in unique for v in (key, tokens[key], expiry)] + [now]
+        with self._lock:
+            db = self._connection()
+            if db.execute(statement, params).rowcount == len(unique):  # all new: the usual
+                found = [(key, ClaimState.IN_PROGRESS.value, tokens[key]) for key in unique]
+            else:  # which did it take? One row per key (each a GIL hand-over): rarer
+                marks = ", ".join("?" * len(unique))
+                look = f"SELECT key, state, owner FROM idempotency WHERE key IN ({marks})"  # noqa: S608 - placeholders only
+                found = db.execute(look, unique).fetchall()
+            claims: dict[str, Claim] = {}
+            for key, state, owner in found:
+                if owner == tokens[key]:
+                    self._held.add(key, owner)
+                    claims[key] = Claim(ClaimState.CLAIMED)
+                elif state == ClaimState.COMPLETED.value:
+                    claims[key] = Claim(ClaimState.COMPLETED)
+            self._count_claims(len(claims), now, db)
+        return claims
+
+    def _count_claims(self, count: int, now: float, db: sqlite3.Connection) -> None:
+        """Count claims taken; every PURGE_EVERY, delete expired rows (hold `_lock`)."""
+        before, self._claims = self._claims, self._claims + count
+        if before // self.PURGE_EVERY != self._claims // self.PURGE_EVERY:
+            db.execute("DELETE FROM idempotency WHERE expires < ?", (now,))
+            db.execute("DELETE FROM deferrals WHERE expires < ?", (now,))
 
     def complete(self, key: str) -> None:
         def write() -> None:
@@ -568,6 +616,9 @@ class RedisStore:
                 continue
             return self._held.in_progress(key, owner, max(int(ttl_ms), 0) / 1000, 0.0)
         return Claim(ClaimState.IN_PROGRESS, 1.0)
+
+    def claim_many(self, keys: Sequence[str]) -> dict[str, Claim]:
+        return {}  # one round trip per claim, by the worker that runs it
 
     def complete(self, key: str) -> None:
         complete_retried(

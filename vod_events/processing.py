@@ -41,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Generator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -128,6 +128,21 @@ class Pending:
 
     def wait(self) -> None:
         self._completion.wait()
+
+
+@dataclass(slots=True)
+class Ahead:
+    """What `Processor.claim_ahead` settled for one delivery before a worker starts it.
+
+    event: the decoded body; None when it did not decode (`begin` decodes it again, to
+        dead-letter it with the reason).
+    claims: keys the batch claim took (CLAIMED) or found done (COMPLETED). The delivery's
+        other keys are claimed one by one when it runs. Whatever a run does not use is
+        released when it ends, and `forget` releases them for a delivery that never runs.
+    """
+
+    event: VodEvent | None
+    claims: dict[str, Claim] = field(default_factory=dict)
 
 
 TransactionFactory = Callable[[str], AbstractContextManager[Any]]
@@ -219,19 +234,56 @@ class Processor:
         await: `async_concurrency` when the router has async handlers, else 0."""
         return self.async_concurrency if self.router.has_async else 0
 
-    def process(self, message: ReceivedMessage) -> Outcome:
+    def process(self, message: ReceivedMessage, ahead: Ahead | None = None) -> Outcome:
         """The delivery's outcome, waiting here for any async handler. Never raises."""
-        result = self.begin(message)
+        result = self.begin(message, ahead)
         while isinstance(result, Pending):
             result.wait()
             result = self.resume(result)
         return result
 
-    def begin(self, message: ReceivedMessage) -> Outcome | Pending:
+    def begin(self, message: ReceivedMessage, ahead: Ahead | None = None) -> Outcome | Pending:
         """Run the delivery up to its outcome, or up to an async handler's call: then a
-        `Pending` to `resume` once it is done. Never raises."""
+        `Pending` to `resume` once it is done. `ahead`: what `claim_ahead` settled for it
+        (the run owns it from here). Never raises."""
         delivery = self.tracer.delivery(self.source, message)
-        return self._advance(self._steps(message, delivery), delivery, None)
+        return self._advance(self._steps(message, delivery, ahead), delivery, None)
+
+    def claim_ahead(self, messages: list[ReceivedMessage]) -> list[Ahead]:
+        """Decode a received batch and claim its keys in one `store.claim_many` call, for
+        `begin`; one `Ahead` per message, in order. Each sqlite3 statement hands the GIL
+        over, so one statement per batch instead of one per message saves thread switches.
+        A key two messages of the batch share is claimed for the first only (the other
+        waits for it, as any duplicate in this process does). Never raises: what it could
+        not do is done one by one when each delivery runs."""
+        aheads: list[Ahead] = []
+        first: dict[str, Ahead] = {}  # each key -> the delivery it is claimed for
+        for message in messages:
+            try:
+                event = self.decoder(message.body)
+            except Exception:  # `begin` decodes it again and says why
+                aheads.append(Ahead(None))
+                continue
+            ahead = Ahead(event)
+            aheads.append(ahead)
+            for route in self.router.routes_for(event):
+                first.setdefault(_key(event, route), ahead)
+        if not first:
+            return aheads
+        try:
+            settled = self.store.claim_many(list(first))
+        except Exception as exc:
+            self.log.warning("claiming a batch failed; claiming one by one", error=repr(exc))
+            return aheads
+        for key, claim in settled.items():
+            first[key].claims[key] = claim
+        return aheads
+
+    def forget(self, ahead: Ahead | None) -> None:
+        """Release the claims `claim_ahead` took for a delivery that will not run here
+        (handed back unstarted). Never raises: a claim left behind lapses with its lease."""
+        if ahead is not None:
+            self._release_unused(ahead.claims)
 
     def resume(self, pending: Pending) -> Outcome | Pending:
         """Go on with a delivery whose async call has ended (see `begin`). Never raises."""
@@ -274,24 +326,43 @@ class Processor:
                 self._runner = AsyncRunner(self.async_concurrency)
             return self._runner
 
-    def _steps(self, message: ReceivedMessage, delivery: Delivery) -> Steps:
+    def _steps(self, message: ReceivedMessage, delivery: Delivery, ahead: Ahead | None) -> Steps:
         log = self.log.bind(message_id=message.message_id, dequeue_count=message.dequeue_count)
+        claims = ahead.claims if ahead is not None else {}
         try:
             try:
-                event = self.decoder(message.body)
+                event = ahead.event if ahead is not None else None
+                if event is None:
+                    event = self.decoder(message.body)
             except DecodeError as exc:
                 return self._dead_letter(message, f"undecodable: {exc.reason}", log)
             delivery.event(event)
             log = log.bind(
                 event_type=event.event_type, media_id=event.media_id, job_id=event.job_id
             )
-            return (yield from self._handle(message, event, log, delivery))
+            return (yield from self._handle(message, event, log, delivery, claims))
         except Exception as exc:  # a bug or a store outage: never lose the message
             log.exception("processing failed; the message will be redelivered")
             return self._retry(message, f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            self._release_unused(claims)  # taken ahead for handlers this run did not reach
+
+    def _release_unused(self, claims: dict[str, Claim]) -> None:
+        while claims:
+            key, claim = claims.popitem()
+            if claim.state is ClaimState.CLAIMED:
+                try:
+                    self.store.release(key)
+                except Exception as exc:  # it lapses with its lease: later, not lost
+                    self.log.warning("releasing a claim failed", key=key, error=repr(exc))
 
     def _handle(
-        self, message: ReceivedMessage, event: VodEvent, log: Log, delivery: Delivery
+        self,
+        message: ReceivedMessage,
+        event: VodEvent,
+        log: Log,
+        delivery: Delivery,
+        claims: dict[str, Claim],
     ) -> Steps:
         routes = self.router.routes_for(event)
         if not routes:
@@ -312,8 +383,9 @@ class Processor:
             self.stats.observe_lag(time.time() - message.enqueue_time_ms / 1000)
         ran = 0
         for route in routes:
-            key = f"{event.dedupe_key}|{route.name}"
-            claim = yield from self._claim(key)
+            key = _key(event, route)
+            ahead = claims.pop(key, None)
+            claim = ahead if ahead is not None else (yield from self._claim(key))
             if claim.state is ClaimState.COMPLETED:
                 continue
             if claim.state is ClaimState.IN_PROGRESS:
@@ -604,6 +676,11 @@ class Processor:
 
 
 Log = structlog.typing.FilteringBoundLogger
+
+
+def _key(event: VodEvent, route: Route) -> str:
+    """The idempotency key of one handler for one event."""
+    return f"{event.dedupe_key}|{route.name}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,6 +172,24 @@ def test_complete_many_completes_every_key_and_lets_each_go(backend: Backend) ->
     store.complete_many([])  # nothing to write: no error
 
 
+def test_claim_many_answers_only_for_keys_it_settled(backend: Backend) -> None:
+    store = backend.store()
+    assert store.claim("busy").state is ClaimState.CLAIMED
+    assert store.claim("done").state is ClaimState.CLAIMED
+    store.complete("done")
+    got = store.claim_many(["new-a", "new-b", "new-a", "busy", "done"])
+    assert "busy" not in got  # in progress: left to `claim`, which knows whose it is
+    assert got.get("done", Claim(ClaimState.COMPLETED)).state is ClaimState.COMPLETED
+    for key in ("new-a", "new-b"):
+        if key in got:  # taken: held by this store like any claim
+            assert got[key].state is ClaimState.CLAIMED
+            assert not store.wait_for(key, timeout=0)
+            assert in_progress(claimed_in_thread(store, key))
+        else:  # a backend without batch claims: claimed one by one
+            assert store.claim(key).state is ClaimState.CLAIMED
+    assert store.claim_many([]) == {}
+
+
 def test_a_released_key_can_be_claimed_again(backend: Backend) -> None:
     store = backend.store()
     assert store.claim("k").state is ClaimState.CLAIMED
