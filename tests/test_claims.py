@@ -160,11 +160,16 @@ def test_another_store_of_this_process_is_not_mine(tmp_path: Path) -> None:
 class _FlakyConnection:
     """A SQLite connection whose completion writes fail `failures` times."""
 
-    def __init__(self, store: SQLiteStore, failures: int) -> None:
+    def __init__(
+        self,
+        store: SQLiteStore,
+        failures: int,
+        connection: Callable[[], sqlite3.Connection] | None = None,
+    ) -> None:
         self.store = store
         self.failures = failures
         self.held_while_failing: list[bool] = []
-        self._real = store._connection
+        self._real = connection or store._connection
 
     def __call__(self) -> _FlakyConnection:
         return self
@@ -200,8 +205,8 @@ def test_a_batch_of_completions_is_retried_and_its_keys_stay_renewed_meanwhile(
     keys = ["k", "b", "c"]
     for key in keys:
         assert store.claim(key).state is ClaimState.CLAIMED
-    flaky = _FlakyConnection(store, failures=2)
-    monkeypatch.setattr(store, "_connection", flaky)
+    flaky = _FlakyConnection(store, failures=2, connection=store._batch_connection)
+    monkeypatch.setattr(store, "_batch_connection", flaky)
     store.complete_many(keys)
     assert flaky.failures == 0
     assert flaky.held_while_failing == [True, True]
@@ -277,3 +282,20 @@ def test_a_renewed_claim_outlives_its_ttl(kind: str, tmp_path: Path, redis_url: 
         other.release("k")
         owner.close()
         other.close()
+
+
+def test_a_batch_of_completions_does_not_queue_behind_the_claims(tmp_path: Path) -> None:
+    """Claims and completion batches use two connections: a claimer holding its turn (on a
+    busy CPU: waiting for the GIL after its statement) does not hold up the completions,
+    whose wait is the window in which a SIGKILL means a handler runs again."""
+    store = SQLiteStore(tmp_path / "d.sqlite3")
+    other = SQLiteStore(tmp_path / "d.sqlite3")
+    assert store.claim("k").state is ClaimState.CLAIMED
+    with store._lock:  # the claims' connection is taken
+        writing = threading.Thread(target=store.complete_many, args=(["k"],))
+        writing.start()
+        writing.join(5)
+        assert not writing.is_alive()
+    assert other.claim("k").state is ClaimState.COMPLETED
+    store.close()
+    other.close()

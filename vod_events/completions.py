@@ -14,11 +14,11 @@ Invariants:
   lets a duplicate run a handler that has already run.
 - The writer wakes as soon as a key arrives while it is idle, and takes every key that came
   while it was writing. From a handler's return to its recorded completion is the window in
-  which a SIGKILL means the handler runs again on redelivery. On a saturated CPU the
-  writer thread waits long for each turn at the GIL (tens of milliseconds were measured),
-  so once the oldest key has waited `max_wait` the next `submit` writes the batch itself:
-  the window stays within a few milliseconds of what it was when each worker wrote its
-  own, and writes stay batched (figures in the README).
+  which a SIGKILL means the handler runs again on redelivery, so it is kept short: on a
+  saturated CPU the writer thread may wait long for its turn at the GIL, and once the
+  oldest key has waited `max_wait` the next `submit` writes the batch itself; SQLiteStore
+  writes batches on a connection of their own, not queued behind the claims. Measured
+  against each worker writing its own: the README's "Performance".
 - A message may be deleted before its completion is written. That is no risk: a deleted
   message is not redelivered, and the key stays held until the write.
 - `submit` blocks while `max_pending` keys wait (a slow or failing store slows the workers

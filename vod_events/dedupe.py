@@ -305,9 +305,9 @@ class MemoryStore:
 class SQLiteStore:
     """A SQLite file shared by the threads and processes of one host.
 
-    One connection per process, used by one thread at a time; WAL mode so other processes'
-    readers never block. Every state change is one statement (its own transaction), so two
-    processes cannot both claim a key.
+    One connection per process, used by one thread at a time, and one more for batches of
+    completions; WAL mode so other processes' readers never block. Every state change is one
+    statement (its own transaction), so two processes cannot both claim a key.
     """
 
     _SCHEMA = (
@@ -350,6 +350,13 @@ class SQLiteStore:
         # lock and the busy timeout.
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        # Batches of completions (`complete_many`, the consumer's completion writer) go on a
+        # connection of their own, so they never queue behind the claims for `_lock`: under
+        # a saturated CPU a holder of `_lock` waits long for the GIL after its statement,
+        # and the completions' wait is the window in which a SIGKILL means a handler runs
+        # again. The two meet only at SQLite's write lock, held by neither while it waits.
+        self._batch_lock = threading.Lock()
+        self._batch_db: sqlite3.Connection | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             for statement in self._SCHEMA:
@@ -358,18 +365,25 @@ class SQLiteStore:
     def _connection(self) -> sqlite3.Connection:
         """The connection, opened on first use (again after close()); hold `_lock`."""
         if self._db is None:
-            # Used by one thread at a time (under _lock), but not always the same one.
-            db = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL
-            # Claims land at random keys all over the table, so SQLite's default page cache
-            # (2 MB) fills over hours and is rarely hit: 512 KiB keeps the B-tree's upper
-            # levels and cost no CPU per message in the soak, 0.8 MB less RSS after warm-up.
-            db.execute(f"PRAGMA cache_size={-SQLITE_CACHE_KIB}")
-            self._db = db
+            self._db = self._open()
         return self._db
+
+    def _batch_connection(self) -> sqlite3.Connection:
+        """The connection for batches of completions; hold `_batch_lock`."""
+        if self._batch_db is None:
+            self._batch_db = self._open()
+        return self._batch_db
+
+    def _open(self) -> sqlite3.Connection:
+        # Used by one thread at a time (under its lock), but not always the same one.
+        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL
+        # Claims land at random keys all over the table, so SQLite's default page cache
+        # (2 MB) fills over hours and is rarely hit: 512 KiB keeps the B-tree's upper
+        # levels and cost no CPU per message in the soak, 0.8 MB less RSS after warm-up.
+        db.execute(f"PRAGMA cache_size={-SQLITE_CACHE_KIB}")
+        return db
 
     # Take the key if it is absent or its row has expired, in ONE statement: atomic on its
     # own, and SQLite's write lock is held only inside that one call. (A BEGIN IMMEDIATE ..
@@ -470,8 +484,9 @@ class SQLiteStore:
 
         def write() -> None:
             expiry = self.clock() + self.completed_ttl
-            with self._lock:
-                self._connection().execute(statement, [v for key in keys for v in (key, expiry)])
+            with self._batch_lock:
+                db = self._batch_connection()
+                db.execute(statement, [v for key in keys for v in (key, expiry)])
 
         if keys:
             complete_retried(self._held, keys, write)
@@ -535,6 +550,10 @@ class SQLiteStore:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+        with self._batch_lock:
+            if self._batch_db is not None:
+                self._batch_db.close()
+                self._batch_db = None
 
 
 def complete_retried(held: HeldClaims, keys: Sequence[str], write: Callable[[], object]) -> None:
