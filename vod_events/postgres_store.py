@@ -587,10 +587,12 @@ class PostgresStore:
         def write() -> None:
             with self._connection("recording completions") as conn:
                 now, ttl = self._now(), self.completed_ttl
+                rows = [{"key": key, "ttl": ttl, "now": now} for key in keys]
+                if len(rows) == 1:  # autocommit: one round trip, no BEGIN and COMMIT
+                    conn.execute(self._q.complete, rows[0])
+                    return
                 with conn.transaction(), conn.cursor() as cursor:  # one commit for all
-                    cursor.executemany(
-                        self._q.complete, [{"key": key, "ttl": ttl, "now": now} for key in keys]
-                    )
+                    cursor.executemany(self._q.complete, rows)
 
         try:  # almost always succeeds at once: no retry machinery for that
             write()

@@ -261,13 +261,14 @@ class Processor:
         for message in messages:
             try:
                 event = self.decoder(message.body)
-            except Exception:  # `begin` decodes it again and says why
+                keys = [_key(event, route) for route in self.router.routes_for(event)]
+            except Exception:  # `begin` does it again, and says why
                 aheads.append(Ahead(None))
                 continue
             ahead = Ahead(event)
             aheads.append(ahead)
-            for route in self.router.routes_for(event):
-                first.setdefault(_key(event, route), ahead)
+            for key in keys:
+                first.setdefault(key, ahead)
         if not first:
             return aheads
         try:
