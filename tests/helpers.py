@@ -56,6 +56,13 @@ def event_body(job: str, event_type: str = "AIVideoTagComplete", status: str = "
     )
 
 
+def idempotency_key(job: str, handler: str) -> str:
+    """The idempotency store's key for `handler` and the event of `event_body(job)`."""
+    from vod_events.decoder import decode
+
+    return f"{decode(event_body(job)).dedupe_key}|{handler}"
+
+
 def received(
     job: str = "job-1", body: str | None = None, dequeue_count: int = 1
 ) -> ReceivedMessage:

@@ -18,7 +18,7 @@ from typing import Any
 
 import helpers
 import pytest
-from helpers import ConsumerThread, event_body, received, wait_for
+from helpers import ConsumerThread, event_body, idempotency_key, received, wait_for
 from test_consumer_mns import (
     KEY_ID,
     QUEUE,
@@ -179,7 +179,7 @@ def test_async_handler_failures_are_retried_then_handed_back_or_dead_lettered(
     assert outcome.status is OutcomeStatus.RETRY and not outcome.delete
     assert "failing: ConnectionError: always" in outcome.reason
     # its claim was released: the next delivery runs it again
-    assert p.store.claim(f"{_key(p, 'failing')}").state is ClaimState.CLAIMED
+    assert p.store.claim(idempotency_key("job-1", "failing")).state is ClaimState.CLAIMED
     p.close()
 
     from vod_events.deadletter import DirectorySink
@@ -191,12 +191,6 @@ def test_async_handler_failures_are_retried_then_handed_back_or_dead_lettered(
     assert outcome.status is OutcomeStatus.DEAD_LETTERED
     assert "permanent failure: bad media" in outcome.reason
     p.close()
-
-
-def _key(p: Processor, name: str) -> str:
-    from vod_events.decoder import decode
-
-    return f"{decode(event_body('job-1')).dedupe_key}|{name}"
 
 
 def test_async_timeout_cancels_the_call_counts_it_and_retries() -> None:

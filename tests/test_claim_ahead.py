@@ -12,10 +12,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from helpers import event_body, processor, received
+from helpers import idempotency_key as key
+from helpers import processor, received
 
 from vod_events.deadletter import DirectorySink
-from vod_events.decoder import decode
 from vod_events.dedupe import Claim, ClaimState, SQLiteStore
 from vod_events.events import VodEvent
 from vod_events.processing import OutcomeStatus
@@ -52,10 +52,6 @@ def other(tmp_path: Path) -> Iterator[SQLiteStore]:
     store = SQLiteStore(tmp_path / "d.sqlite3")
     yield store
     store.close()
-
-
-def key(job: str, handler: str) -> str:
-    return f"{decode(event_body(job)).dedupe_key}|{handler}"
 
 
 def recording(router: Router, name: str, calls: list[str], fail: bool = False) -> None:

