@@ -6,6 +6,7 @@ contract suite's: tests/contracts/test_store_contract.py."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from helpers import ManualClock
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from pytest_mock import MockerFixture
 
 from vod_events.dedupe import (
     Claim,
@@ -21,6 +23,7 @@ from vod_events.dedupe import (
     IdempotencyStore,
     MemoryStore,
     SQLiteStore,
+    sqlite_has_json,
 )
 
 CLAIM_TTL = 10.0
@@ -63,6 +66,33 @@ class StoreModel(RuleBasedStateMachine):
         else:
             assert result.state is ClaimState.IN_PROGRESS
             assert 0 < result.retry_after <= CLAIM_TTL
+
+    @rule(who=st.integers(0, 1), keys=st.lists(KEYS, max_size=4))
+    def claim_many(self, who: int, keys: list[str]) -> None:
+        rows = {key: self._live(key) for key in keys}
+        if any(
+            r is not None and r[0] == "progress" and self._same(r[1], who) for r in rows.values()
+        ):
+            return  # as in `claim`: never a key this process holds
+        result = self.stores[who].claim_many(keys)
+        assert set(result) <= set(keys)
+        for key, row in rows.items():
+            if row is None:  # both stores batch: an absent key is always settled
+                assert result[key] == Claim(ClaimState.CLAIMED)
+                self.model[key] = ("progress", who, self.clock.now + CLAIM_TTL)
+            elif row[0] == "done":
+                assert result[key].state is ClaimState.COMPLETED
+            else:  # in progress elsewhere: left for `claim`
+                assert key not in result
+
+    @rule(keys=st.lists(KEYS, max_size=3, unique=True))
+    def complete_many(self, keys: list[str]) -> None:
+        owners = {row[1] for key in keys if (row := self.model.get(key)) is not None}
+        if len(owners) != 1 or any(self.model.get(k, ("",))[0] != "progress" for k in keys):
+            return  # one process completes the keys it holds
+        self.stores[owners.pop()].complete_many(keys)
+        for key in keys:
+            self.model[key] = ("done", -1, self.clock.now + DONE_TTL)
 
     @rule(key=KEYS)
     def complete(self, key: str) -> None:
@@ -135,3 +165,27 @@ TestSQLiteStoreModel.settings = settings(max_examples=60, stateful_step_count=30
 @pytest.fixture(autouse=True)
 def _sqlite_tmp(tmp_path: Path) -> None:
     SQLiteModel.tmp = str(tmp_path)
+
+
+def test_without_sqlite_json_keys_are_claimed_and_completed_one_by_one(
+    tmp_path: Path, mocker: MockerFixture
+) -> None:
+    """An SQLite built without its JSON functions cannot run the batch statements: the
+    store then leaves every key to `claim` and completes a batch key by key."""
+    mocker.patch("vod_events.dedupe.sqlite_has_json", return_value=False)
+    store = SQLiteStore(tmp_path / "old.sqlite3", CLAIM_TTL, DONE_TTL)
+    assert store.claim_many(["a", "b"]) == {}
+    assert store.claim("a") == Claim(ClaimState.CLAIMED)
+    assert store.claim("b") == Claim(ClaimState.CLAIMED)
+    store.complete_many(["a", "b"])
+    assert store.claim("a").state is ClaimState.COMPLETED
+    assert store.claim("b").state is ClaimState.COMPLETED
+    store.close()
+
+
+def test_sqlite_here_has_json() -> None:
+    """The batch statements run where the suite runs (else the fallback above is all
+    the suite would check)."""
+    db = sqlite3.connect(":memory:")
+    assert sqlite_has_json(db)
+    db.close()
