@@ -667,7 +667,27 @@ class RedisStore:
         return Claim(ClaimState.IN_PROGRESS, 1.0)
 
     def claim_many(self, keys: Sequence[str]) -> dict[str, Claim]:
-        return {}  # one round trip per claim, by the worker that runs it
+        # One pipeline of SET NX (each atomic on its own), then one MGET for the keys it
+        # did not take, to tell the completed ones from those in progress.
+        tokens = {key: self._held.tokens.new() for key in dict.fromkeys(keys)}
+        if not tokens:
+            return {}
+        with self.client.pipeline(transaction=False) as pipe:
+            for key, token in tokens.items():
+                pipe.set(self.prefix + key, token, nx=True, px=self.claim_ttl_ms)
+            taken = pipe.execute()
+        claims: dict[str, Claim] = {}
+        for (key, token), took in zip(tokens.items(), taken, strict=True):
+            if took:
+                self._held.add(key, token)
+                claims[key] = Claim(ClaimState.CLAIMED)
+        others = [key for key in tokens if key not in claims]
+        if others:
+            values = self.client.mget([self.prefix + key for key in others])
+            for key, value in zip(others, values, strict=True):
+                if value == self.DONE.encode():
+                    claims[key] = Claim(ClaimState.COMPLETED)
+        return claims
 
     def complete(self, key: str) -> None:
         complete_retried(

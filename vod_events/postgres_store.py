@@ -164,7 +164,9 @@ _NOW = "COALESCE(%(now)s::float8, extract(epoch FROM clock_timestamp())::float8)
 @dataclass(frozen=True, slots=True)
 class _Statements:
     claim: bytes
+    claim_many: bytes
     look: bytes
+    completed_of: bytes
     take_over: bytes
     complete: bytes
     release: bytes
@@ -199,7 +201,23 @@ class _Statements:
                 " WHERE t.expires <= {now}"
                 " RETURNING 1"
             ),
+            # `claim` for many keys, in key order: two replicas claiming overlapping batches
+            # wait for each other's rows in the same order, never in a deadlock.
+            claim_many=q(
+                "INSERT INTO {t} AS t (key, state, owner, expires)"
+                " SELECT c.key, 'in_progress', c.owner, {now} + %(ttl)s"
+                " FROM unnest(%(keys)s::text[], %(owners)s::text[]) AS c (key, owner)"
+                " ORDER BY c.key"
+                " ON CONFLICT (key) DO UPDATE"
+                " SET state = excluded.state, owner = excluded.owner, expires = excluded.expires"
+                " WHERE t.expires <= {now}"
+                " RETURNING key"
+            ),
             look=q("SELECT state, owner, expires - {now} FROM {t} WHERE key = %(key)s"),
+            completed_of=q(
+                "SELECT key FROM {t}"
+                " WHERE key = ANY(%(keys)s::text[]) AND state = 'completed' AND expires > {now}"
+            ),
             # A dead owner's claim, taken over only if it still has that owner.
             take_over=q(
                 "UPDATE {t} SET owner = %(owner)s, expires = {now} + %(ttl)s"
@@ -578,7 +596,27 @@ class PostgresStore:
         return Claim(ClaimState.IN_PROGRESS, 1.0)
 
     def claim_many(self, keys: Sequence[str]) -> dict[str, Claim]:
-        return {}  # one round trip per claim, by the worker that runs it
+        tokens = {key: self._held.tokens.new() for key in dict.fromkeys(keys)}
+        if not tokens:
+            return {}
+        args = {
+            "keys": list(tokens),
+            "owners": list(tokens.values()),
+            "ttl": self.claim_ttl,
+            "now": self._now(),
+        }
+        with self._connection("claiming keys") as conn:
+            taken = {row[0] for row in conn.execute(self._q.claim_many, args)}
+            others = [key for key in tokens if key not in taken]
+            done = (
+                {row[0] for row in conn.execute(self._q.completed_of, {**args, "keys": others})}
+                if others
+                else set()
+            )
+        for key in taken:
+            self._held.add(key, tokens[key])
+        claims = dict.fromkeys(taken, Claim(ClaimState.CLAIMED))
+        return claims | dict.fromkeys(done, Claim(ClaimState.COMPLETED))
 
     def complete(self, key: str) -> None:
         self.complete_many((key,))

@@ -178,15 +178,15 @@ def test_claim_many_answers_only_for_keys_it_settled(backend: Backend) -> None:
     assert store.claim("done").state is ClaimState.CLAIMED
     store.complete("done")
     got = store.claim_many(["new-a", "new-b", "new-a", "busy", "done"])
-    assert "busy" not in got  # in progress: left to `claim`, which knows whose it is
-    assert got.get("done", Claim(ClaimState.COMPLETED)).state is ClaimState.COMPLETED
-    for key in ("new-a", "new-b"):
-        if key in got:  # taken: held by this store like any claim
-            assert got[key].state is ClaimState.CLAIMED
-            assert not store.wait_for(key, timeout=0)
-            assert in_progress(claimed_in_thread(store, key))
-        else:  # a backend without batch claims: claimed one by one
-            assert store.claim(key).state is ClaimState.CLAIMED
+    # "busy" is in progress: left to `claim`, which knows whose it is
+    assert got == {
+        "new-a": Claim(ClaimState.CLAIMED),
+        "new-b": Claim(ClaimState.CLAIMED),
+        "done": Claim(ClaimState.COMPLETED),
+    }
+    for key in ("new-a", "new-b"):  # taken: held by this store like any claim
+        assert not store.wait_for(key, timeout=0)
+        assert in_progress(claimed_in_thread(store, key))
     assert store.claim_many([]) == {}
 
 
@@ -215,6 +215,15 @@ def test_a_lapsed_claim_can_be_claimed_again(backend: Backend) -> None:
     assert store.claim("k").state is ClaimState.CLAIMED
     backend.advance(PAST)  # its worker died without a word: no renewal, no release
     assert store.claim("k").state is ClaimState.CLAIMED
+
+
+def test_a_batch_claim_takes_a_lapsed_key_and_leaves_a_live_one(backend: Backend) -> None:
+    store = backend.store(claim_ttl=SHORT_TTL)
+    assert store.claim("lapsed").state is ClaimState.CLAIMED
+    backend.advance(PAST)  # its worker died without a word
+    assert store.claim("live").state is ClaimState.CLAIMED
+    assert store.claim_many(["lapsed", "live"]) == {"lapsed": Claim(ClaimState.CLAIMED)}
+    assert in_progress(claimed_in_thread(store, "lapsed"))
 
 
 def test_retry_after_is_the_time_left_on_the_lease(backend: Backend) -> None:
@@ -391,6 +400,37 @@ def test_concurrent_claims_have_one_winner(shared_backend: Backend) -> None:
     assert len(results) == len(contenders)
     assert sum(r.state is ClaimState.CLAIMED for r in results) == 1
     assert sum(in_progress(r) for r in results) == len(contenders) - 1
+
+
+def test_concurrent_batch_claims_give_each_key_one_winner(shared_backend: Backend) -> None:
+    """Replicas claiming overlapping batches, in opposite orders: every key is taken once,
+    and none of them fails (batches meeting in opposite orders must not deadlock)."""
+    stores = [shared_backend.store() for _ in range(4)]
+    keys = [f"k{i:02d}" for i in range(40)]
+    barrier = threading.Barrier(len(stores))
+    taken: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def contend(n: int) -> None:
+        batch = keys[n * 5 :] + keys[: n * 5]  # each store starts somewhere else
+        barrier.wait()
+        try:
+            for start in range(0, len(batch), 16):
+                chunk = batch[start : start + 16]
+                got = stores[n].claim_many(chunk if n % 2 else chunk[::-1])
+                with lock:
+                    taken.extend(k for k, c in got.items() if c.state is ClaimState.CLAIMED)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=contend, args=(n,)) for n in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert sorted(taken) == keys  # each key claimed, and by one store only
 
 
 def test_the_state_outlives_the_store_that_wrote_it(shared_backend: Backend) -> None:
