@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import redis
 from psycopg import sql
 
 from vod_events.consumer import Consumer
-from vod_events.dedupe import MemoryStore
+from vod_events.dedupe import MemoryStore, SQLiteStore, StoreError
 from vod_events.processing import Processor
 from vod_events.router import Router
 from vod_events.stats import Stats
@@ -38,6 +38,28 @@ from vod_events.transports import ReceivedMessage
 from vod_events.transports.memory import MemoryBroker
 
 QUEUE = "vod-events"
+
+
+class GatedStore(SQLiteStore):
+    """A SQLite store whose `complete_many` waits for `gate` (at most 30 s), recording each
+    batch; with `fail` set, the write fails as a store error does (the keys let go)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.batches: list[list[str]] = []
+        self.fail = False
+
+    def complete_many(self, keys: Sequence[str]) -> None:
+        self.entered.set()
+        self.gate.wait(30)
+        self.batches.append(list(keys))
+        if self.fail:
+            for key in keys:
+                self._held.pop(key)
+            raise StoreError("recording the completion failed: disk I/O error")
+        super().complete_many(keys)
 
 
 def event_body(job: str, event_type: str = "AIVideoTagComplete", status: str = "success") -> str:

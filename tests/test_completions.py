@@ -6,35 +6,15 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import GatedStore
 
 from vod_events.completions import CompletionWriter
-from vod_events.dedupe import ClaimState, SQLiteStore, StoreError
+from vod_events.dedupe import ClaimState, SQLiteStore
 from vod_events.stats import Stats
-
-
-class GatedStore(SQLiteStore):
-    """A SQLite store whose `complete_many` waits for `gate`, recording each batch."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-        self.batches: list[list[str]] = []
-        self.fail = False
-
-    def complete_many(self, keys: Sequence[str]) -> None:
-        self.entered.set()
-        self.gate.wait(10)
-        self.batches.append(list(keys))
-        if self.fail:
-            for key in keys:
-                self._held.pop(key)
-            raise StoreError("recording the completion failed: disk I/O error")
-        super().complete_many(keys)
 
 
 @pytest.fixture

@@ -194,22 +194,10 @@ def test_duplicate_event_is_deleted_without_calling_handlers(harness: Make) -> N
     assert h.stats.get("duplicates") == 1
 
 
-class StalledCompletions(SQLiteStore):
-    """A SQLite store whose writes of completions wait for `gate`."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.gate = threading.Event()
-
-    def complete_many(self, keys: Sequence[str]) -> None:
-        self.gate.wait(30)
-        super().complete_many(keys)
-
-
 def test_workers_go_on_while_completions_are_written_and_all_are_written_by_the_stop(
     harness: Make, tmp_path: Path
 ) -> None:
-    store = StalledCompletions(tmp_path / "d.sqlite3")
+    store = helpers.GatedStore(tmp_path / "d.sqlite3")
     h = harness(store=store, settings=ConsumerSettings(pollers=1, workers=1, wait_seconds=1))
     calls: list[str] = []
     h.router.add(lambda event, ctx: calls.append(str(event.job_id)), name="record")
@@ -232,7 +220,7 @@ def test_workers_go_on_while_completions_are_written_and_all_are_written_by_the_
 def test_a_duplicate_arriving_while_the_completion_is_written_waits_for_it_here(
     harness: Make, tmp_path: Path
 ) -> None:
-    store = StalledCompletions(tmp_path / "d.sqlite3")
+    store = helpers.GatedStore(tmp_path / "d.sqlite3")
     h = harness(store=store, settings=ConsumerSettings(pollers=1, workers=2, wait_seconds=1))
     calls: list[str] = []
     h.router.add(lambda event, ctx: calls.append(ctx.message_id), name="record")

@@ -449,7 +449,8 @@ class SQLiteStore:
     # has ONE text whatever the batch size. Built with a placeholder per row, every batch
     # size was a statement of its own: the sqlite3 module caches 128 prepared statements
     # per connection, and the cache filling with the rare sizes, up to 256 rows each, was
-    # most of the RSS growth of the 200,000-message soak after its warm-up.
+    # about a third of the RSS growth of the 200,000-message soak after its warm-up
+    # (+4.5 MB -> +3.1 to +3.4 MB).
     # `_CLAIM` for a batch: ?1 is a JSON array of [key, owner] pairs.
     _CLAIM_MANY = """
         INSERT INTO idempotency
