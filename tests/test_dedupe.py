@@ -20,6 +20,7 @@ from pytest_mock import MockerFixture
 from vod_events.dedupe import (
     Claim,
     ClaimState,
+    HeldClaims,
     IdempotencyStore,
     MemoryStore,
     SQLiteStore,
@@ -189,3 +190,16 @@ def test_sqlite_here_has_json() -> None:
     db = sqlite3.connect(":memory:")
     assert sqlite_has_json(db)
     db.close()
+
+
+def test_a_claim_let_go_after_it_was_read_is_still_this_stores_own() -> None:
+    """A key held when the claimer looked, whose completion landed (and let it go) before
+    the claimer compared owners, is reported as this store's: the duplicate waits for its
+    own and looks again, instead of being deferred as if another process held it."""
+    held = HeldClaims()
+    held.add("k", "token-1")
+    before = held.token("k")
+    held.pop("k")  # the completion writer, between the claimer's read and its check
+    assert held.in_progress("k", "token-1", 10.0, 0.0, before).mine
+    assert not held.in_progress("k", "token-1", 10.0, 0.0).mine  # let go, nothing seen
+    assert not held.in_progress("k", "someone-else", 10.0, 0.0, before).mine

@@ -171,11 +171,24 @@ class HeldClaims:
         with self._cond:
             return self._cond.wait_for(lambda: key not in self._held, timeout)
 
-    def in_progress(self, key: str, owner: str, expires: float, now: float) -> Claim:
-        """What a claim in progress held by `owner` means to this store: `mine` only while
-        this store still holds it (a claim it let go after a failed completion is not)."""
+    def token(self, key: str) -> str | None:
+        """The owner token this store holds `key` with, if it does."""
         with self._cond:
-            mine = self._held.get(key) == owner
+            return self._held.get(key)
+
+    def in_progress(
+        self, key: str, owner: str, expires: float, now: float, held_before: str | None = None
+    ) -> Claim:
+        """What a claim in progress held by `owner` means to this store: `mine` only while
+        this store still holds it (a claim it let go after a failed completion is not).
+
+        `held_before`: `token(key)` taken before the row was read. A claim this store held
+        then is `mine` even if it was let go since: its completion (written by another
+        thread) landed between the read and this check, and the caller, waiting for its
+        own, looks again and finds it completed - rather than deferring a duplicate as if
+        another process held the key."""
+        with self._cond:
+            mine = owner in (held_before, self._held.get(key))
         return Claim(ClaimState.IN_PROGRESS, max(expires - now, 0.0), mine=mine)
 
 
@@ -416,6 +429,7 @@ class SQLiteStore:
 
     def claim(self, key: str) -> Claim:
         for _ in range(3):  # another process can free the row between claim and look: again
+            held = self._held.token(key)
             now = self.clock()
             token = self._held.tokens.new()
             with self._lock:
@@ -440,7 +454,7 @@ class SQLiteStore:
                         self._held.add(key, token)
                         return Claim(ClaimState.CLAIMED)
                 continue
-            return self._held.in_progress(key, owner, expires, now)
+            return self._held.in_progress(key, owner, expires, now, held)
         return Claim(ClaimState.IN_PROGRESS, 1.0)
 
     _COMPLETE = "INSERT OR REPLACE INTO idempotency VALUES (?, 'completed', '', ?)"
@@ -646,6 +660,7 @@ class RedisStore:
     def claim(self, key: str) -> Claim:
         name = self.prefix + key
         for _ in range(3):  # the key can expire between the SET and the GET: look again
+            held = self._held.token(key)
             token = self._held.tokens.new()
             if self.client.set(name, token, nx=True, px=self.claim_ttl_ms):
                 self._held.add(key, token)
@@ -664,7 +679,7 @@ class RedisStore:
                     self._held.add(key, token)
                     return Claim(ClaimState.CLAIMED)
                 continue
-            return self._held.in_progress(key, owner, max(int(ttl_ms), 0) / 1000, 0.0)
+            return self._held.in_progress(key, owner, max(int(ttl_ms), 0) / 1000, 0.0, held)
         return Claim(ClaimState.IN_PROGRESS, 1.0)
 
     def claim_many(self, keys: Sequence[str]) -> dict[str, Claim]:

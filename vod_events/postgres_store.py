@@ -574,6 +574,7 @@ class PostgresStore:
 
     def claim(self, key: str) -> Claim:
         for _ in range(3):  # the row can lapse or go between the INSERT and the look: again
+            held = self._held.token(key)
             token = self._held.tokens.new()
             args = {"key": key, "owner": token, "ttl": self.claim_ttl, "now": self._now()}
             with self._connection("claiming a key") as conn:
@@ -592,7 +593,7 @@ class PostgresStore:
                         self._held.add(key, token)
                         return Claim(ClaimState.CLAIMED)
                 continue
-            return self._held.in_progress(key, owner, float(left), 0.0)
+            return self._held.in_progress(key, owner, float(left), 0.0, held)
         return Claim(ClaimState.IN_PROGRESS, 1.0)
 
     def claim_many(self, keys: Sequence[str]) -> dict[str, Claim]:
