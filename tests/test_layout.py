@@ -82,6 +82,7 @@ LAYERS: dict[str, str] = {
     "consumer": ENGINE,
     "polling": ENGINE,
     "handlers": ENGINE,
+    "appendfile": ENGINE,
     "transports": ENGINE,
     # config: the daemon's configuration
     "config": CONFIG,

@@ -23,6 +23,7 @@ import httpx
 import structlog
 
 from vod_events import tracing
+from vod_events.appendfile import AppendFile
 from vod_events.errors import PermanentError
 from vod_events.events import VodEvent
 from vod_events.router import HandlerContext
@@ -50,24 +51,20 @@ def _message(context: HandlerContext) -> dict[str, Any]:
 class JsonlHandler:
     """Appends one line per event; safe to share between worker threads, without a lock.
 
-    Each line is handed to the OS in one write(2) on a file opened for appending, unbuffered:
-    the kernel puts each write at the end of the file whole, so lines written by concurrent
-    workers never interleave, and a line whose write returned survives our crash.
+    Each line goes to the OS in one write(2) on a file opened for appending (`AppendFile`):
+    lines written by concurrent workers never interleave, and a line whose call returned
+    survives our crash.
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        self._file = AppendFile(path)
+        self.path = self._file.path
         self.name = f"jsonl:{self.path}"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("ab", buffering=0)  # O_APPEND, no buffer of ours
 
     def __call__(self, event: VodEvent, context: HandlerContext) -> None:
         record = event_fields(event)  # `delivery_record`, with the conversions left to
         record["message"] = _message(context)  # json_line (in C)
-        line = json_line(record)
-        written = self._file.write(line)
-        if written != len(line):  # a regular file takes a write whole, or fails (disk full)
-            raise OSError(f"{self.path}: only {written} of {len(line)} bytes written")
+        self._file.append(json_line(record))
 
     def close(self) -> None:
         self._file.close()
