@@ -18,6 +18,14 @@ from vod_events import appendfile
 from vod_events.appendfile import AppendFile
 
 
+def assert_appends_releasing_the_gil(path: Path) -> None:
+    file = AppendFile(path)
+    assert not file.holds_gil
+    file.append(b"line\n")
+    file.close()
+    assert path.read_bytes() == b"line\n"
+
+
 def test_a_regular_file_is_written_holding_the_gil(tmp_path: Path) -> None:
     file = AppendFile(tmp_path / "deep" / "out.jsonl")  # parents made
     try:
@@ -101,11 +109,7 @@ def test_a_file_on_a_network_file_system_is_written_letting_other_threads_run(
         f"1 0 8:1 / / rw - ext4 /dev/vda rw\n2 1 0:50 / {tmp_path} rw - nfs4 server:/x rw\n"
     )
     mocker.patch.object(appendfile, "MOUNTINFO", mountinfo)
-    file = AppendFile(tmp_path / "out.jsonl")
-    assert not file.holds_gil
-    file.append(b"line\n")
-    file.close()
-    assert (tmp_path / "out.jsonl").read_bytes() == b"line\n"
+    assert_appends_releasing_the_gil(tmp_path / "out.jsonl")
 
 
 MOUNTINFO = """\
@@ -138,11 +142,7 @@ def test_without_a_c_library_to_call_writes_release_the_gil(
     tmp_path: Path, mocker: MockerFixture
 ) -> None:
     mocker.patch.object(appendfile, "_WRITE_HOLDING_GIL", None)
-    file = AppendFile(tmp_path / "out.jsonl")
-    assert not file.holds_gil
-    file.append(b"line\n")
-    file.close()
-    assert (tmp_path / "out.jsonl").read_bytes() == b"line\n"
+    assert_appends_releasing_the_gil(tmp_path / "out.jsonl")
 
 
 def test_an_append_after_close_raises() -> None:
